@@ -1,0 +1,96 @@
+"""One settings object, read once at start-up from the environment and ``.env``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from pydantic import SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.errors import ConfigError
+from storage.db import sqlite_path
+from storage.vault import VaultKeyError, load_or_create_key_file, parse_keys
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    database_url: str = "sqlite:///licensebot.db"
+    licensebot_encryption_keys: SecretStr | None = None
+    licensebot_it_channel: str | None = None
+    licensebot_admins: str = ""
+    licensebot_reveal_seconds: int = 300
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _trailing_slash(cls, value: str) -> str:
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("licensebot_reveal_seconds")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be at least 1 second")
+        return value
+
+    @property
+    def admins(self) -> frozenset[str]:
+        return frozenset(u.strip() for u in self.licensebot_admins.split(",") if u.strip())
+
+    def require_slack(self) -> tuple[str, str]:
+        """Token and signing secret, which ``serve`` cannot run without."""
+        missing = [
+            name
+            for name, value in (
+                ("SLACK_BOT_TOKEN", self.slack_bot_token),
+                ("SLACK_SIGNING_SECRET", self.slack_signing_secret),
+            )
+            if value is None or not value.get_secret_value().strip()
+        ]
+        if missing:
+            raise ConfigError(
+                f"Set {' and '.join(missing)} (from your Slack app's settings) "
+                "before `licensebot serve`."
+            )
+        assert self.slack_bot_token and self.slack_signing_secret
+        return self.slack_bot_token.get_secret_value(), self.slack_signing_secret.get_secret_value()
+
+    def key_file(self) -> Path:
+        db_file = sqlite_path(self.database_url)
+        base = db_file.resolve().parent if db_file else Path.cwd()
+        return base / "licensebot.key"
+
+    def encryption_keys(self) -> list[str]:
+        """The Fernet keys; without the setting, a key file beside the database (made once)."""
+        if self.licensebot_encryption_keys is not None:
+            try:
+                return parse_keys(self.licensebot_encryption_keys.get_secret_value())
+            except VaultKeyError as exc:
+                raise ConfigError(f"LICENSEBOT_ENCRYPTION_KEYS: {exc}.") from None
+        path = self.key_file()
+        try:
+            keys, created = load_or_create_key_file(path)
+        except VaultKeyError as exc:
+            raise ConfigError(
+                f"{path}: {exc}; fix the file or set LICENSEBOT_ENCRYPTION_KEYS."
+            ) from None
+        if created:
+            print(
+                f"licensebot: created encryption key file {path} (mode 0600). Back it up: "
+                "without it the stored license keys cannot be read.",
+                file=sys.stderr,
+            )
+        return keys
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]).upper() if first["loc"] else "a setting"
+        raise ConfigError(f"{name}: {first['msg']}.") from None

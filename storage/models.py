@@ -1,0 +1,158 @@
+"""Tables. Plain persistence: no Slack, no approval rules.
+
+Timestamps are timezone-aware UTC. Money is Decimal. Keys are stored only as Fernet tokens.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Numeric, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def _utc(**kw: Any) -> Any:
+    return Field(sa_type=DateTime(timezone=True), **kw)
+
+
+class Product(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=64)
+    name: str
+    vendor: str = ""
+    delivery: str = Field(max_length=8)  # "key" | "seat"
+    seats: int = 0
+    cost_per_seat: Decimal = Field(
+        default=Decimal(0), sa_column=Column(Numeric(12, 2), nullable=False)
+    )
+    renewal_date: date | None = None
+    approval: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    auto_approve: bool = False
+    reclaim_after_days: int = 30
+    active: bool = True
+    updated_at: datetime = _utc()
+
+
+class GroupMember(SQLModel, table=True):
+    group_name: str = Field(primary_key=True, max_length=64)
+    user_id: str = Field(primary_key=True, max_length=32)
+
+
+class Person(SQLModel, table=True):
+    slack_user_id: str = Field(primary_key=True, max_length=32)
+    email: str = Field(index=True)
+    name: str
+    manager_slack_user_id: str | None = Field(default=None, max_length=32)
+    department: str = ""
+    updated_at: datetime = _utc()
+
+
+class RoleGrant(SQLModel, table=True):
+    user_id: str = Field(primary_key=True, max_length=32)
+    role: str = Field(primary_key=True, max_length=32)
+    granted_by: str
+    granted_at: datetime = _utc()
+
+
+class LicenseRequest(SQLModel, table=True):
+    __tablename__ = "license_request"
+
+    id: int | None = Field(default=None, primary_key=True)
+    product_id: str = Field(foreign_key="product.id", index=True, max_length=64)
+    requester_id: str = Field(index=True, max_length=32)  # who gets the license
+    requested_by: str = Field(max_length=32)  # who asked (a manager may ask for a new hire)
+    justification: str = Field(default="", sa_column=Column(Text, nullable=False))
+    # pending -> approved | denied | waitlisted (-> approved when a seat frees up)
+    status: str = Field(default="pending", index=True, max_length=16)
+    step: int = 0  # index into route of the step now open
+    route: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _utc()
+    updated_at: datetime = _utc()
+    closed_at: datetime | None = _utc(default=None, nullable=True)
+
+
+class StepApprover(SQLModel, table=True):
+    """Who may decide a step, and the card each was sent (for chat.update)."""
+
+    __tablename__ = "step_approver"
+
+    request_id: int = Field(foreign_key="license_request.id", primary_key=True)
+    step: int = Field(primary_key=True)
+    approver_id: str = Field(primary_key=True, max_length=32, index=True)
+    why: str = ""  # e.g. why the step fell back to IT
+    card_channel: str | None = None
+    card_ts: str | None = None
+
+
+class Decision(SQLModel, table=True):
+    """One row per closed step: the primary key makes a second decision impossible."""
+
+    request_id: int = Field(foreign_key="license_request.id", primary_key=True)
+    step: int = Field(primary_key=True)
+    decider_id: str = Field(max_length=32)
+    outcome: str = Field(max_length=8)  # "approved" | "denied" | "auto"
+    reason: str = Field(default="", sa_column=Column(Text, nullable=False))
+    decided_at: datetime = _utc()
+
+
+class LicenseKey(SQLModel, table=True):
+    __tablename__ = "license_key"
+
+    id: int | None = Field(default=None, primary_key=True)
+    product_id: str = Field(foreign_key="product.id", index=True, max_length=64)
+    ciphertext: str = Field(sa_column=Column(Text, nullable=False))
+    imported_at: datetime = _utc()
+
+
+class Assignment(SQLModel, table=True):
+    """A seat held by a user; for key products it points at the key handed out."""
+
+    __table_args__ = (UniqueConstraint("key_id", name="uq_assignment_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    product_id: str = Field(foreign_key="product.id", index=True, max_length=64)
+    user_id: str = Field(index=True, max_length=32)
+    request_id: int | None = Field(default=None, foreign_key="license_request.id")
+    key_id: int | None = Field(default=None, foreign_key="license_key.id")
+    assigned_at: datetime = _utc()
+    released_at: datetime | None = _utc(default=None, nullable=True)
+
+
+class AuditEntry(SQLModel, table=True):
+    __tablename__ = "audit_entry"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _utc()
+    actor: str = Field(max_length=64, index=True)
+    action: str = Field(max_length=64)
+    subject: str = Field(max_length=128, index=True)
+    details: str = Field(default="{}", sa_column=Column(Text, nullable=False))  # canonical JSON
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
+
+
+class AuditHead(SQLModel, table=True):
+    """A single row locked by every append, so concurrent writers never fork the chain."""
+
+    __tablename__ = "audit_head"
+
+    id: int = Field(default=1, primary_key=True)
+    last_id: int = 0
+    hash: str = Field(max_length=64)
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A notification to deliver, written in the same transaction as the change it reports."""
+
+    __tablename__ = "outbox_message"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=64)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    status: str = Field(default="pending", index=True, max_length=16)  # pending | sent | failed
+    attempts: int = 0
+    next_attempt_at: datetime = _utc()
+    created_at: datetime = _utc()
+    sent_at: datetime | None = _utc(default=None, nullable=True)
+    last_error: str = ""

@@ -1,0 +1,57 @@
+"""The outbox: notifications written with the change they report, delivered later."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from storage.models import OutboxMessage
+
+
+def enqueue(session: Session, kind: str, payload: dict[str, Any], *, now: datetime) -> None:
+    session.add(OutboxMessage(kind=kind, payload=payload, created_at=now, next_attempt_at=now))
+
+
+def due(session: Session, *, now: datetime, limit: int = 50) -> list[OutboxMessage]:
+    stmt = (
+        select(OutboxMessage)
+        .where(OutboxMessage.status == "pending", col(OutboxMessage.next_attempt_at) <= now)
+        .order_by(col(OutboxMessage.id))
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    return list(session.exec(stmt).all())
+
+
+def mark_sent(session: Session, message: OutboxMessage, *, now: datetime) -> None:
+    message.status = "sent"
+    message.sent_at = now
+    message.attempts += 1
+    session.add(message)
+
+
+def mark_retry(
+    session: Session,
+    message: OutboxMessage,
+    *,
+    now: datetime,
+    delay: timedelta,
+    error: str,
+    max_attempts: int,
+) -> None:
+    message.attempts += 1
+    message.last_error = error[:500]
+    if message.attempts >= max_attempts:
+        message.status = "failed"
+    else:
+        message.next_attempt_at = now + delay
+    session.add(message)
+
+
+def pending_count(session: Session) -> int:
+    return len(
+        session.exec(select(OutboxMessage.id).where(OutboxMessage.status == "pending")).all()
+    )
