@@ -69,6 +69,7 @@ class LicenseRequest(SQLModel, table=True):
     route: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     created_at: datetime = _utc()
     updated_at: datetime = _utc()
+    waitlisted_at: datetime | None = _utc(default=None, nullable=True)  # FIFO order of the queue
     closed_at: datetime | None = _utc(default=None, nullable=True)
 
 

@@ -11,6 +11,7 @@ from storage.models import OutboxMessage
 
 
 def enqueue(session: Session, kind: str, payload: dict[str, Any], *, now: datetime) -> None:
+    """Queue a message, deliverable from ``now`` on (a later time delays it)."""
     session.add(OutboxMessage(kind=kind, payload=payload, created_at=now, next_attempt_at=now))
 
 

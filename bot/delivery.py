@@ -1,0 +1,181 @@
+"""Handing out what was approved: a key from the pool, a seat, or a place in the queue."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from bot import notifications
+from bot.errors import InputError, NotAllowed, VaultError
+from bot.runtime import Runtime
+from storage import audit
+from storage.models import Assignment, LicenseKey, LicenseRequest, Product
+from storage.vault import VaultKeyError
+
+SYSTEM_ACTOR = "licensebot"
+
+
+def seats_taken(session: Session, product_id: str) -> int:
+    return session.exec(
+        select(func.count())
+        .select_from(Assignment)
+        .where(Assignment.product_id == product_id, col(Assignment.released_at).is_(None))
+    ).one()
+
+
+def free_key_id(session: Session, product_id: str) -> int | None:
+    held = select(Assignment.key_id).where(col(Assignment.key_id).is_not(None))
+    return session.exec(
+        select(LicenseKey.id)
+        .where(LicenseKey.product_id == product_id, col(LicenseKey.id).not_in(held))
+        .order_by(col(LicenseKey.id))
+        .limit(1)
+    ).first()
+
+
+def _lock_product(session: Session, product_id: str) -> Product:
+    # Serializes seat and key hand-outs per product on PostgreSQL; SQLite writers are serial.
+    return session.exec(select(Product).where(Product.id == product_id).with_for_update()).one()
+
+
+def fulfil(session: Session, rt: Runtime, req: LicenseRequest, *, now: datetime) -> None:
+    """Give an approved request its key or seat, or put it in the product's queue."""
+    assert req.id is not None
+    product = _lock_product(session, req.product_id)
+    if not _assign(session, product, req, now=now):
+        req.status = "waitlisted"
+        req.waitlisted_at = now
+        session.add(req)
+        session.flush()
+        audit.append(
+            session,
+            at=now,
+            actor=SYSTEM_ACTOR,
+            action="request.waitlisted",
+            subject=f"request:{req.id}",
+            details={"product": product.id, "position": waitlist_position(session, req)},
+        )
+        notifications.queue(session, notifications.REQUEST_WAITLISTED, now=now, request_id=req.id)
+        notifications.queue(session, notifications.IT_OUT_OF_STOCK, now=now, request_id=req.id)
+
+
+def _assign(session: Session, product: Product, req: LicenseRequest, *, now: datetime) -> bool:
+    assert req.id is not None
+    if seats_taken(session, product.id) >= product.seats:
+        return False
+    key_id = None
+    if product.delivery == "key":
+        key_id = free_key_id(session, product.id)
+        if key_id is None:
+            return False
+    assignment = Assignment(
+        product_id=product.id,
+        user_id=req.requester_id,
+        request_id=req.id,
+        key_id=key_id,
+        assigned_at=now,
+    )
+    session.add(assignment)
+    req.status = "approved"
+    req.closed_at = now
+    req.updated_at = now
+    session.add(req)
+    session.flush()
+    audit.append(
+        session,
+        at=now,
+        actor=SYSTEM_ACTOR,
+        action="key.assigned" if key_id is not None else "seat.assigned",
+        subject=f"user:{req.requester_id}",
+        details={
+            "product": product.id,
+            "request": req.id,
+            "assignment": assignment.id,
+            **({"key_id": key_id} if key_id is not None else {}),
+        },
+    )
+    notifications.queue(session, notifications.REQUEST_APPROVED, now=now, request_id=req.id)
+    if product.delivery == "seat":
+        notifications.queue(session, notifications.IT_PROVISION, now=now, request_id=req.id)
+    return True
+
+
+def assign_waitlisted(session: Session, rt: Runtime, product_id: str, *, now: datetime) -> int:
+    """Hand free seats or keys to the people waiting, first come first served."""
+    product = _lock_product(session, product_id)
+    served = 0
+    queue = session.exec(
+        select(LicenseRequest)
+        .where(LicenseRequest.product_id == product_id, LicenseRequest.status == "waitlisted")
+        .order_by(col(LicenseRequest.waitlisted_at), col(LicenseRequest.id))
+    ).all()
+    for req in queue:
+        if not _assign(session, product, req, now=now):
+            break
+        served += 1
+    return served
+
+
+def waitlist_position(session: Session, req: LicenseRequest) -> int:
+    if req.status != "waitlisted" or req.waitlisted_at is None:
+        return 0
+    ahead = session.exec(
+        select(func.count())
+        .select_from(LicenseRequest)
+        .where(
+            LicenseRequest.product_id == req.product_id,
+            LicenseRequest.status == "waitlisted",
+            (col(LicenseRequest.waitlisted_at) < req.waitlisted_at)
+            | (
+                (col(LicenseRequest.waitlisted_at) == req.waitlisted_at)
+                & (col(LicenseRequest.id) < req.id)
+            ),
+        )
+    ).one()
+    return ahead + 1
+
+
+@dataclass(frozen=True)
+class RevealedKey:
+    assignment_id: int
+    product_id: str
+    product_name: str
+    key: str
+
+    def __repr__(self) -> str:  # a key must never reach a log line through a repr
+        return f"RevealedKey(assignment_id={self.assignment_id}, product_id={self.product_id!r})"
+
+
+def reveal_key(rt: Runtime, *, actor: str, assignment_id: int) -> RevealedKey:
+    """Decrypt the key of an assignment for its holder, and audit that it was shown."""
+    now = rt.clock.now()
+    with rt.db.transaction() as session:
+        assignment = session.get(Assignment, assignment_id)
+        if assignment is None or assignment.user_id != actor:
+            raise NotAllowed("You can't reveal this key: it is not assigned to you.")
+        if assignment.released_at is not None:
+            raise NotAllowed("You can't reveal this key: the license was given back.")
+        if assignment.key_id is None:
+            raise InputError("This license is a seat, not a key: there is nothing to reveal.")
+        key_row = session.get(LicenseKey, assignment.key_id)
+        product = session.get(Product, assignment.product_id)
+        assert key_row is not None and product is not None
+        try:
+            plaintext = rt.vault.reveal(key_row.ciphertext)
+        except VaultKeyError:
+            raise VaultError(
+                "This key cannot be decrypted with the configured LICENSEBOT_ENCRYPTION_KEYS; "
+                "IT has to fix the bot's settings."
+            ) from None
+        audit.append(
+            session,
+            at=now,
+            actor=actor,
+            action="key.revealed",
+            subject=f"user:{actor}",
+            details={"product": product.id, "assignment": assignment_id},
+        )
+    return RevealedKey(assignment_id, product.id, product.name, plaintext)

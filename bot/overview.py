@@ -1,0 +1,215 @@
+"""Read models for what people see: request cards, my licenses, my requests, my approvals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from bot import delivery, routing
+from bot.runtime import Runtime
+from storage.models import (
+    Assignment,
+    Decision,
+    LicenseKey,
+    LicenseRequest,
+    Product,
+    StepApprover,
+)
+
+
+def utc(at: datetime) -> datetime:
+    # SQLite returns naive datetimes; every stored time is UTC.
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class ProductSummary:
+    id: str
+    name: str
+    vendor: str
+    delivery: str  # key | seat
+    seats: int
+    seats_left: int
+    cost_per_seat: Decimal
+    renewal_date: date | None
+    approval: list[str]
+    auto_approve: bool
+
+
+@dataclass(frozen=True)
+class DecisionView:
+    step: int  # 0-based
+    decider_id: str
+    outcome: str  # approved | denied | auto
+    reason: str
+    decided_at: datetime
+
+
+@dataclass(frozen=True)
+class RequestCard:
+    id: int
+    product: ProductSummary
+    requester_id: str
+    requested_by: str
+    justification: str
+    status: str  # pending | approved | denied | waitlisted
+    step: int  # 0-based step open now (or last step reached)
+    step_count: int
+    step_labels: list[str]  # readable names of the steps, in order
+    decisions: list[DecisionView]
+    approvers: dict[int, list[str]]  # step -> approvers
+    fallback_why: dict[int, str]  # step -> why it went to IT (empty if it did not)
+    created_at: datetime
+    waitlist_position: int = 0
+
+    def decision_for(self, step: int) -> DecisionView | None:
+        return next((d for d in self.decisions if d.step == step), None)
+
+
+@dataclass(frozen=True)
+class LicenseView:
+    assignment_id: int
+    product_id: str
+    product_name: str
+    delivery: str
+    assigned_at: datetime
+    has_key: bool
+
+
+@dataclass(frozen=True)
+class Overview:
+    """Everything App Home shows one person."""
+
+    user_id: str
+    licenses: list[LicenseView]
+    requests: list[RequestCard]  # open (pending or waitlisted), newest first
+    waiting_for_me: list[RequestCard] = field(default_factory=list)
+
+
+def product_summary(session: Session, product: Product) -> ProductSummary:
+    taken = delivery.seats_taken(session, product.id)
+    left = max(product.seats - taken, 0)
+    if product.delivery == "key":
+        held = select(Assignment.key_id).where(col(Assignment.key_id).is_not(None))
+        free_keys = session.exec(
+            select(func.count())
+            .select_from(LicenseKey)
+            .where(LicenseKey.product_id == product.id, col(LicenseKey.id).not_in(held))
+        ).one()
+        left = min(left, free_keys)
+    return ProductSummary(
+        id=product.id,
+        name=product.name,
+        vendor=product.vendor,
+        delivery=product.delivery,
+        seats=product.seats,
+        seats_left=left,
+        cost_per_seat=Decimal(product.cost_per_seat),
+        renewal_date=product.renewal_date,
+        approval=list(product.approval),
+        auto_approve=product.auto_approve,
+    )
+
+
+def _card(session: Session, req: LicenseRequest) -> RequestCard:
+    assert req.id is not None
+    product = session.get(Product, req.product_id)
+    assert product is not None
+    decisions = [
+        DecisionView(d.step, d.decider_id, d.outcome, d.reason, utc(d.decided_at))
+        for d in session.exec(
+            select(Decision).where(Decision.request_id == req.id).order_by(col(Decision.step))
+        )
+    ]
+    approvers: dict[int, list[str]] = {}
+    why: dict[int, str] = {}
+    for row in session.exec(
+        select(StepApprover)
+        .where(StepApprover.request_id == req.id)
+        .order_by(col(StepApprover.step), col(StepApprover.approver_id))
+    ):
+        approvers.setdefault(row.step, []).append(row.approver_id)
+        if row.why:
+            why[row.step] = row.why
+    return RequestCard(
+        id=req.id,
+        product=product_summary(session, product),
+        requester_id=req.requester_id,
+        requested_by=req.requested_by,
+        justification=req.justification,
+        status=req.status,
+        step=req.step,
+        step_count=len(req.route),
+        step_labels=[routing.describe(s) for s in req.route],
+        decisions=decisions,
+        approvers=approvers,
+        fallback_why=why,
+        created_at=utc(req.created_at),
+        waitlist_position=delivery.waitlist_position(session, req),
+    )
+
+
+def request_card(rt: Runtime, request_id: int) -> RequestCard | None:
+    with rt.db.read() as session:
+        req = session.get(LicenseRequest, request_id)
+        return _card(session, req) if req else None
+
+
+def licenses_of(session: Session, user_id: str) -> list[LicenseView]:
+    rows = session.exec(
+        select(Assignment, Product)
+        .join(Product, col(Product.id) == col(Assignment.product_id))
+        .where(Assignment.user_id == user_id, col(Assignment.released_at).is_(None))
+        .order_by(col(Product.name))
+    ).all()
+    return [
+        LicenseView(a.id or 0, p.id, p.name, p.delivery, utc(a.assigned_at), a.key_id is not None)
+        for a, p in rows
+    ]
+
+
+def my_licenses(rt: Runtime, user_id: str) -> list[LicenseView]:
+    with rt.db.read() as session:
+        return licenses_of(session, user_id)
+
+
+def overview(rt: Runtime, user_id: str) -> Overview:
+    with rt.db.read() as session:
+        mine = session.exec(
+            select(LicenseRequest)
+            .where(
+                LicenseRequest.requester_id == user_id,
+                col(LicenseRequest.status).in_(("pending", "waitlisted")),
+            )
+            .order_by(col(LicenseRequest.id).desc())
+            .limit(20)
+        ).all()
+        waiting = session.exec(
+            select(LicenseRequest)
+            .join(StepApprover, col(StepApprover.request_id) == col(LicenseRequest.id))
+            .where(
+                StepApprover.approver_id == user_id,
+                col(StepApprover.step) == col(LicenseRequest.step),
+                LicenseRequest.status == "pending",
+            )
+            .order_by(col(LicenseRequest.id))
+            .limit(20)
+        ).all()
+        return Overview(
+            user_id=user_id,
+            licenses=licenses_of(session, user_id),
+            requests=[_card(session, r) for r in mine],
+            waiting_for_me=[_card(session, r) for r in waiting],
+        )
+
+
+def catalog(rt: Runtime) -> list[ProductSummary]:
+    with rt.db.read() as session:
+        products = session.exec(
+            select(Product).where(col(Product.active).is_(True)).order_by(col(Product.id))
+        ).all()
+        return [product_summary(session, p) for p in products]

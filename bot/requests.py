@@ -1,0 +1,156 @@
+"""Asking for a license: validation, duplicates, and the start of its approval route."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+from sqlmodel import Session, col, select
+
+from bot import approvals, delivery, roles
+from bot.errors import AlreadyHolds, DuplicateRequest, InputError, NotAllowed, UnknownProduct
+from bot.runtime import Runtime
+from storage import audit
+from storage.models import Assignment, LicenseRequest, Person, Product, StepApprover
+
+OPEN_STATUSES = ("pending", "waitlisted")
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    request_id: int
+    product_id: str
+    product_name: str
+    requester_id: str
+    status: str  # pending | approved | waitlisted
+    step: int  # 0-based step now open (pending only)
+    step_count: int
+    next_approvers: list[str] = field(default_factory=list)
+    why: str = ""  # why the step fell back to IT, if it did
+    waitlist_position: int = 0
+
+
+def suggest(session: Session, text: str, limit: int = 3) -> list[str]:
+    """Product IDs close to what someone typed (by ID or by name)."""
+    products = session.exec(select(Product).where(col(Product.active).is_(True))).all()
+    by_key: dict[str, str] = {}
+    for p in products:
+        by_key.setdefault(p.id.lower(), p.id)
+        by_key.setdefault(p.name.lower(), p.id)
+    matches = difflib.get_close_matches(text.lower(), list(by_key), n=limit * 2, cutoff=0.5)
+    contained = [k for k in by_key if text and text.lower() in k]
+    return list(dict.fromkeys(by_key[m] for m in [*matches, *contained]))[:limit]
+
+
+def submit(
+    rt: Runtime,
+    *,
+    asked_by: str,
+    product_id: str,
+    justification: str,
+    for_user: str | None = None,
+) -> SubmitResult:
+    """Create a request for ``for_user`` (default: the asker) and open its first step."""
+    requester = for_user or asked_by
+    now = rt.clock.now()
+    with rt.db.transaction() as session:
+        product = session.get(Product, product_id.strip().lower())
+        if product is None or not product.active:
+            raise UnknownProduct(product_id, suggest(session, product_id))
+        if requester != asked_by:
+            _check_may_ask_for(session, rt, asked_by=asked_by, requester=requester)
+        _check_not_duplicate(session, product, requester)
+        req = LicenseRequest(
+            product_id=product.id,
+            requester_id=requester,
+            requested_by=asked_by,
+            justification=justification,
+            route=list(product.approval),
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(req)
+        session.flush()
+        assert req.id is not None
+        audit.append(
+            session,
+            at=now,
+            actor=asked_by,
+            action="request.created",
+            subject=f"request:{req.id}",
+            details={"product": product.id, "for": requester, "justification": justification},
+        )
+        if product.auto_approve or not product.approval:
+            approvals.approve_automatically(session, rt, req, now=now)
+        else:
+            approvals.open_step(session, rt, req, now=now)
+        result = _result(session, req, product)
+    rt.wake_dispatcher()
+    return result
+
+
+def _check_may_ask_for(session: Session, rt: Runtime, *, asked_by: str, requester: str) -> None:
+    person = session.get(Person, requester)
+    if person is None:
+        raise InputError(
+            f"<@{requester}> is not in the directory yet; ask IT to import them first."
+        )
+    if person.manager_slack_user_id == asked_by or roles.has_role(
+        session, asked_by, "it_admin", rt.admins
+    ):
+        return
+    raise NotAllowed(
+        f"You can't request a license for <@{requester}>: only their manager or IT can."
+    )
+
+
+def _check_not_duplicate(session: Session, product: Product, requester: str) -> None:
+    held = session.exec(
+        select(Assignment.id).where(
+            Assignment.product_id == product.id,
+            Assignment.user_id == requester,
+            col(Assignment.released_at).is_(None),
+        )
+    ).first()
+    if held is not None:
+        raise AlreadyHolds(f"<@{requester}> already has {product.name}: see `/license mine`.")
+    open_req = session.exec(
+        select(LicenseRequest).where(
+            LicenseRequest.product_id == product.id,
+            LicenseRequest.requester_id == requester,
+            col(LicenseRequest.status).in_(OPEN_STATUSES),
+        )
+    ).first()
+    if open_req is not None:
+        assert open_req.id is not None
+        raise DuplicateRequest(
+            f"<@{requester}> already has request #{open_req.id} for {product.name} "
+            f"({open_req.status}); nothing new was created.",
+            open_req.id,
+        )
+
+
+def _result(session: Session, req: LicenseRequest, product: Product) -> SubmitResult:
+    assert req.id is not None
+    approvers: list[str] = []
+    why = ""
+    if req.status == "pending":
+        rows = session.exec(
+            select(StepApprover).where(
+                StepApprover.request_id == req.id, StepApprover.step == req.step
+            )
+        ).all()
+        approvers = sorted(r.approver_id for r in rows)
+        why = rows[0].why if rows else ""
+    return SubmitResult(
+        request_id=req.id,
+        product_id=product.id,
+        product_name=product.name,
+        requester_id=req.requester_id,
+        status=req.status,
+        step=req.step,
+        step_count=len(req.route),
+        next_approvers=approvers,
+        why=why,
+        waitlist_position=delivery.waitlist_position(session, req),
+    )
