@@ -15,7 +15,7 @@ from bot import delivery, notifications, routing
 from bot.errors import AlreadyDecided, Conflict, NotAllowed
 from bot.runtime import Runtime
 from storage import audit
-from storage.models import Decision, LicenseRequest, StepApprover
+from storage.models import Decision, LicenseRequest, Product, StepApprover
 
 SYSTEM_ACTOR = "licensebot"
 
@@ -214,3 +214,14 @@ def step_cards(rt: Runtime, *, request_id: int, step: int) -> list[StepApprover]
                 .order_by(col(StepApprover.approver_id))
             ).all()
         )
+
+
+def check_may_decide(rt: Runtime, *, request_id: int, step: int, actor: str) -> str:
+    """Raise unless ``actor`` may decide that step now; returns the product's name."""
+    with rt.db.read() as session:
+        req = session.get(LicenseRequest, request_id)
+        if req is None:
+            raise Conflict(f"Request #{request_id} does not exist.")
+        _authorize(session, req, step=step, actor=actor)
+        product = session.get(Product, req.product_id)
+        return product.name if product else req.product_id

@@ -90,3 +90,8 @@ def list_roles(rt: Runtime) -> list[RoleHolder]:
         RoleHolder(u, "it_admin", "LICENSEBOT_ADMINS") for u in sorted(rt.admins - granted_admins)
     ]
     return out
+
+
+def it_admins(rt: Runtime) -> list[str]:
+    with rt.db.read() as session:
+        return holders(session, "it_admin", rt.admins)

@@ -76,11 +76,9 @@ class Database:
     @contextmanager
     def read(self) -> Iterator[Session]:
         """A read-only session that does not queue behind SQLite writers."""
+        # Closing (not rolling back) ends the transaction and keeps loaded objects usable.
         with Session(self._readonly, expire_on_commit=False) as session:
-            try:
-                yield session
-            finally:
-                session.rollback()
+            yield session
 
     def ping(self) -> None:
         with self.engine.connect() as conn:

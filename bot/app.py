@@ -1,0 +1,87 @@
+"""The composition root: wires the runtime, Bolt, the Slack listeners and the dispatcher."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from slack_bolt import App
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_bolt.error import BoltError
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
+
+from bot.dispatcher import Dispatcher
+from bot.errors import ConfigError
+from bot.runtime import Runtime
+from handlers import commands, events, interactions
+from handlers.notifier import SlackNotifier, quiet_logger
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+@dataclass
+class Licensebot:
+    rt: Runtime
+    bolt: App
+    dispatcher: Dispatcher
+    wsgi: WSGIApp
+
+
+def web_client(token: str, api_url: str) -> WebClient:
+    # 429s and 5xx are retried by the outbox dispatcher, which does not block a request thread.
+    return WebClient(
+        token=token,
+        base_url=api_url,
+        logger=quiet_logger(),
+        timeout=10,
+        retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=1)],
+    )
+
+
+def assemble(
+    rt: Runtime, *, token: str, signing_secret: str, api_url: str, poll_seconds: float = 1.0
+) -> Licensebot:
+    client = web_client(token, api_url)
+    try:
+        bolt = App(
+            client=client,
+            signing_secret=signing_secret,
+            # Listeners only touch the database (Slack calls go through the outbox), so running
+            # them before the response is fast and avoids Bolt's 10 ms ack polling.
+            process_before_response=True,
+        )
+    except BoltError as exc:
+        raise ConfigError(
+            f"Slack refused SLACK_BOT_TOKEN at {api_url} ({exc}); check the token and "
+            "SLACK_API_URL."
+        ) from None
+    commands.register(bolt, rt)
+    interactions.register(bolt, rt)
+    events.register(bolt, rt)
+    dispatcher = Dispatcher(rt, SlackNotifier(rt, client), poll_seconds=poll_seconds)
+    rt.wake_dispatcher = dispatcher.wake
+    return Licensebot(rt=rt, bolt=bolt, dispatcher=dispatcher, wsgi=_wsgi(rt, bolt))
+
+
+def _wsgi(rt: Runtime, bolt: App) -> WSGIApp:
+    slack = SlackRequestHandler(bolt, path="/slack/events")
+
+    def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/healthz":
+            try:
+                rt.db.ping()
+            except Exception:  # any driver error means "not healthy"; the body says so
+                start_response("503 Service Unavailable", [("Content-Type", "application/json")])
+                return [b'{"ok":false,"database":"unreachable"}']
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [b'{"ok":true}']
+        if path == "/slack/events":
+            return slack(environ, start_response)
+        start_response("404 Not Found", [("Content-Type", "application/json")])
+        return [b'{"ok":false,"error":"not_found"}']
+
+    return application

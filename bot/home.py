@@ -1,0 +1,39 @@
+"""Small services the Slack side needs that only queue a notification."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from bot import notifications
+from bot.runtime import Runtime
+
+
+def refresh_home(rt: Runtime, user_id: str) -> None:
+    """Queue a fresh App Home for ``user_id``."""
+    with rt.db.transaction() as session:
+        notifications.queue(
+            session, notifications.HOME_REFRESH, now=rt.clock.now(), user_id=user_id
+        )
+    rt.wake_dispatcher()
+
+
+def reply_later(rt: Runtime, response_url: str, text: str) -> None:
+    """Queue an ephemeral answer to an interaction (a refusal, an error) for its clicker."""
+    with rt.db.transaction() as session:
+        notifications.queue(
+            session, notifications.RESPOND, now=rt.clock.now(), response_url=response_url, text=text
+        )
+    rt.wake_dispatcher()
+
+
+def schedule_mask(rt: Runtime, view_id: str, product_name: str) -> None:
+    """Hide a revealed key again after the configured number of seconds."""
+    with rt.db.transaction() as session:
+        notifications.queue(
+            session,
+            notifications.MASK_REVEAL,
+            now=rt.clock.now(),
+            delay=timedelta(seconds=rt.reveal_seconds),
+            view_id=view_id,
+            product_name=product_name,
+        )

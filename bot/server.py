@@ -1,0 +1,84 @@
+"""The production HTTP server: waitress (threaded WSGI) in front of the Bolt app."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from types import FrameType
+
+from waitress.server import create_server
+
+from bot.app import Licensebot, assemble
+from bot.runtime import build_runtime
+from bot.settings import Settings
+
+log = logging.getLogger("licensebot.server")
+
+THREADS = 16
+
+
+class BotServer:
+    """Runs an assembled bot on a port; tests and the demo start it in a thread."""
+
+    def __init__(self, bot: Licensebot, *, host: str = "127.0.0.1", port: int = 3000) -> None:
+        self.bot = bot
+        self._server = create_server(
+            bot.wsgi, host=host, port=port, threads=THREADS, ident="licensebot"
+        )
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.getsockname()[:2]  # type: ignore[union-attr]  # TCP server
+        return f"http://{host}:{port}"
+
+    def start(self) -> None:
+        self.bot.dispatcher.start()
+        self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
+        self._thread.start()
+
+    def run(self) -> None:
+        self.bot.dispatcher.start()
+        try:
+            self._server.run()
+        finally:
+            self.bot.dispatcher.stop()
+
+    def close_listener(self) -> None:
+        """Stop accepting requests; ``run`` then returns."""
+        self._server.close()
+
+    def stop(self) -> None:
+        self._server.close()
+        self.bot.dispatcher.stop()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+
+def configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+    )
+
+
+def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 3000) -> None:
+    """``licensebot serve``: checks the settings, migrates, and serves until stopped."""
+    token, secret = settings.require_slack()
+    configure_logging()
+    rt = build_runtime(settings)
+    bot = assemble(rt, token=token, signing_secret=secret, api_url=settings.slack_api_url)
+    server = BotServer(bot, host=host, port=port)
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("event=stopping signal=%s", signum)
+        server.close_listener()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    log.info("event=serving url=%s", server.url)
+    print(f"licensebot: serving on {server.url} (POST /slack/events, GET /healthz)", flush=True)
+    server.run()
