@@ -15,7 +15,7 @@ from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
 from bot.dispatcher import Dispatcher
 from bot.errors import ConfigError
 from bot.runtime import Runtime
-from handlers import commands, events, interactions
+from handlers import commands, events, interactions, replies
 from handlers.notifier import SlackNotifier, quiet_logger
 
 StartResponse = Callable[..., Any]
@@ -58,6 +58,7 @@ def assemble(
             f"Slack refused SLACK_BOT_TOKEN at {api_url} ({exc}); check the token and "
             "SLACK_API_URL."
         ) from None
+    bolt.error(replies.handle_unexpected_error)
     commands.register(bolt, rt)
     interactions.register(bolt, rt)
     events.register(bolt, rt)

@@ -26,6 +26,15 @@ def reply_later(rt: Runtime, response_url: str, text: str) -> None:
     rt.wake_dispatcher()
 
 
+def tell_user(rt: Runtime, user_id: str, text: str) -> None:
+    """Answer a click that came without a response_url (App Home): a DM, and a fresh Home."""
+    now = rt.clock.now()
+    with rt.db.transaction() as session:
+        notifications.queue(session, notifications.NOTICE, now=now, user_id=user_id, text=text)
+        notifications.queue(session, notifications.HOME_REFRESH, now=now, user_id=user_id)
+    rt.wake_dispatcher()
+
+
 def schedule_mask(rt: Runtime, view_id: str, product_name: str) -> None:
     """Hide a revealed key again after the configured number of seconds."""
     with rt.db.transaction() as session:

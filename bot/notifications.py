@@ -25,6 +25,7 @@ IT_PROVISION = "it_provision"  # request_id: IT must provision a seat
 IT_OUT_OF_STOCK = "it_out_of_stock"  # request_id: product out of seats or keys
 HOME_REFRESH = "home_refresh"  # user_id
 RESPOND = "respond"  # response_url, text: an ephemeral answer to an interaction
+NOTICE = "notice"  # user_id, text: a DM answer where there is no response_url (App Home)
 MASK_REVEAL = "mask_reveal"  # view_id: hide a revealed key again
 
 KINDS = frozenset(
@@ -39,6 +40,7 @@ KINDS = frozenset(
         IT_OUT_OF_STOCK,
         HOME_REFRESH,
         RESPOND,
+        NOTICE,
         MASK_REVEAL,
     }
 )

@@ -8,6 +8,7 @@ import sys
 import threading
 from types import FrameType
 
+from waitress import wasyncore
 from waitress.server import create_server
 
 from bot.app import Licensebot, assemble
@@ -28,6 +29,7 @@ class BotServer:
             bot.wsgi, host=host, port=port, threads=THREADS, ident="licensebot"
         )
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     @property
     def url(self) -> str:
@@ -35,26 +37,29 @@ class BotServer:
         return f"http://{host}:{port}"
 
     def start(self) -> None:
-        self.bot.dispatcher.start()
-        self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
+        self._thread = threading.Thread(target=self.run, name="http", daemon=True)
         self._thread.start()
 
     def run(self) -> None:
+        """Serve until ``close_listener``; the socket is closed by this thread, not another."""
         self.bot.dispatcher.start()
         try:
-            self._server.run()
+            while not self._stopping.is_set():
+                wasyncore.loop(timeout=0.2, map=self._server._map, use_poll=True, count=1)
         finally:
+            # Keep-alive connections are channels in the map too: close them with the listener.
+            wasyncore.close_all(self._server._map)
+            self._server.task_dispatcher.shutdown()
             self.bot.dispatcher.stop()
 
     def close_listener(self) -> None:
         """Stop accepting requests; ``run`` then returns."""
-        self._server.close()
+        self._stopping.set()
 
     def stop(self) -> None:
-        self._server.close()
-        self.bot.dispatcher.stop()
+        self._stopping.set()
         if self._thread:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=10)
 
 
 def configure_logging() -> None:

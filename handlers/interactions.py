@@ -28,9 +28,9 @@ def _step_ref(value: str) -> tuple[int, int] | None:
 def _refuse(rt: Runtime, body: dict[str, Any], text: str) -> None:
     url = body.get("response_url")
     if url:
-        home.reply_later(rt, url, f":warning: {text}")
+        home.reply_later(rt, url, text)
     else:
-        log.info("event=refusal_without_response_url user=%s", body.get("user", {}).get("id"))
+        home.tell_user(rt, body["user"]["id"], text)
 
 
 def handle_action_approve(

@@ -74,6 +74,9 @@ class SlackNotifier:
         if kind == notifications.RESPOND:
             self._respond(p["response_url"], p["text"])
             return
+        if kind == notifications.NOTICE:
+            self._post(p["user_id"], blocks.error(p["text"]))
+            return
         if kind == notifications.HOME_REFRESH:
             view = blocks.home(overview.overview(self._rt, p["user_id"]))
             self._client.views_publish(user_id=p["user_id"], view=view)
@@ -162,8 +165,9 @@ class SlackNotifier:
             self._post(admin, message)
 
     def _respond(self, url: str, text: str) -> None:
+        fallback, body = blocks.error(text)
         response = WebhookClient(url, logger=quiet_logger()).send(
-            text=text, response_type="ephemeral", replace_original=False
+            text=fallback, blocks=body, response_type="ephemeral", replace_original=False
         )
         if response.status_code == 429:
             raise DeliveryFailed("ratelimited", retry_after=1.0)
