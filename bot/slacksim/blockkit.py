@@ -7,7 +7,7 @@ Errors read like Slack's own ``invalid_blocks`` messages:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 MAX_MESSAGE_BLOCKS = 50
@@ -416,6 +416,43 @@ def validate_view(view: object) -> list[str]:
     if kind == "modal" and view.get("submit") is None and _has_input(blocks):
         checker.err("/view/submit", "required when an input block is within the blocks array")
     return checker.errors
+
+
+def iter_elements(blocks: object) -> Iterator[tuple[str | None, dict[str, Any]]]:
+    """Yield ``(block_id, element)`` for every interactive element a user could operate."""
+    if not isinstance(blocks, list):
+        return
+    for block in blocks:
+        if not isinstance(block, dict):
+            continue
+        block_id = block.get("block_id")
+        candidates: list[object] = []
+        if block.get("type") == "actions" and isinstance(block.get("elements"), list):
+            candidates = list(block["elements"])
+        elif block.get("type") == "section":
+            candidates = [block.get("accessory")]
+        elif block.get("type") == "input":
+            candidates = [block.get("element")]
+        for el in candidates:
+            if isinstance(el, dict) and el.get("type") != "image":
+                yield block_id, el
+
+
+def collect_text(node: object) -> list[str]:
+    """Every human-visible string in blocks or a view, in document order."""
+    found: list[str] = []
+    if isinstance(node, list):
+        for item in node:
+            found.extend(collect_text(item))
+    elif isinstance(node, dict):
+        if node.get("type") in ("plain_text", "mrkdwn", "markdown", "text") and isinstance(
+            node.get("text"), str
+        ):
+            found.append(node["text"])
+        for key, value in node.items():
+            if key != "text" or not isinstance(value, str):
+                found.extend(collect_text(value))
+    return found
 
 
 def _has_input(blocks: object) -> bool:
