@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 from types import FrameType
+from typing import Any
 
 from waitress import wasyncore
 from waitress.server import create_server
@@ -30,6 +31,8 @@ class BotServer:
         )
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        # The loop's socket map: run() drives it itself so that stopping closes sockets cleanly.
+        self._map: dict[int, Any] = self._server._map  # type: ignore[union-attr]  # not in stubs
 
     @property
     def url(self) -> str:
@@ -45,10 +48,10 @@ class BotServer:
         self.bot.dispatcher.start()
         try:
             while not self._stopping.is_set():
-                wasyncore.loop(timeout=0.2, map=self._server._map, use_poll=True, count=1)
+                wasyncore.loop(timeout=0.2, map=self._map, use_poll=True, count=1)
         finally:
             # Keep-alive connections are channels in the map too: close them with the listener.
-            wasyncore.close_all(self._server._map)
+            wasyncore.close_all(self._map)
             self._server.task_dispatcher.shutdown()
             self.bot.dispatcher.stop()
 

@@ -1,0 +1,135 @@
+"""`licensebot serve` as a real process: start-up checks, /healthz, a signed command, shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot.slacksim.sender import SlackSender
+from bot.slacksim.server import SlackSim
+from tests.e2e.conftest import SECRET, TOKEN
+
+LICENSEBOT = str(Path(sys.executable).with_name("licensebot"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def base_env(database_url: str, **extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SLACK_", "LICENSEBOT_", "DATABASE_URL"))
+    }
+    env.update(DATABASE_URL=database_url, **extra)
+    return env
+
+
+@pytest.fixture
+def sim() -> Iterator[SlackSim]:
+    with SlackSim(bot_token=TOKEN) as s:
+        yield s
+
+
+def test_missing_slack_settings_is_one_clear_line(database_url: str, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [LICENSEBOT, "serve"],
+        env=base_env(database_url),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "SLACK_BOT_TOKEN" in done.stderr and "SLACK_SIGNING_SECRET" in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_malformed_encryption_key_is_refused(
+    database_url: str, tmp_path: Path, sim: SlackSim
+) -> None:
+    env = base_env(
+        database_url,
+        SLACK_BOT_TOKEN=TOKEN,
+        SLACK_SIGNING_SECRET=SECRET,
+        SLACK_API_URL=sim.api_url,
+        LICENSEBOT_ENCRYPTION_KEYS="not-a-key",
+    )
+    done = subprocess.run(
+        [LICENSEBOT, "serve"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode != 0
+    assert "LICENSEBOT_ENCRYPTION_KEYS" in done.stderr and "Traceback" not in done.stderr
+    assert "not-a-key" not in done.stderr
+
+
+def test_a_token_slack_refuses_is_reported_at_start(
+    database_url: str, tmp_path: Path, sim: SlackSim, encryption_key: str
+) -> None:
+    env = base_env(
+        database_url,
+        SLACK_BOT_TOKEN="xoxb-wrong",
+        SLACK_SIGNING_SECRET=SECRET,
+        SLACK_API_URL=sim.api_url,
+        LICENSEBOT_ENCRYPTION_KEYS=encryption_key,
+    )
+    done = subprocess.run(
+        [LICENSEBOT, "serve"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode != 0
+    assert "SLACK_BOT_TOKEN" in done.stderr and "Traceback" not in done.stderr
+    assert [c.method for c in sim.calls] == ["auth.test"]  # it asked the configured API
+
+
+def test_serve_answers_healthz_and_signed_commands(
+    database_url: str, tmp_path: Path, sim: SlackSim, encryption_key: str
+) -> None:
+    port = free_port()
+    env = base_env(
+        database_url,
+        SLACK_BOT_TOKEN=TOKEN,
+        SLACK_SIGNING_SECRET=SECRET,
+        SLACK_API_URL=sim.api_url,
+        LICENSEBOT_ENCRYPTION_KEYS=encryption_key,
+    )
+    proc = subprocess.Popen(
+        [LICENSEBOT, "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(url + "/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "serve did not answer /healthz"
+            time.sleep(0.1)
+        assert sim.calls_to("auth.test"), "the start-up check must use SLACK_API_URL"
+        with SlackSender(sim, url + "/slack/events", SECRET) as sender:
+            answer = sender.slash("UEMP00001", "help")
+        assert answer.status_code == 200 and "/license request" in answer.text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
