@@ -10,6 +10,7 @@ from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_bolt.error import BoltError
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackRequestError
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
 
 from bot.dispatcher import Dispatcher
@@ -57,6 +58,11 @@ def assemble(
         raise ConfigError(
             f"Slack refused SLACK_BOT_TOKEN at {api_url} ({exc}); check the token and "
             "SLACK_API_URL."
+        ) from None
+    except (SlackRequestError, OSError) as exc:  # URLError is an OSError
+        raise ConfigError(
+            f"Cannot reach Slack's Web API at {api_url} ({exc}); check SLACK_API_URL and the "
+            "network."
         ) from None
     bolt.error(replies.handle_unexpected_error)
     commands.register(bolt, rt)

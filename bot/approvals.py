@@ -205,15 +205,22 @@ def record_card(
             session.add(row)
 
 
-def step_cards(rt: Runtime, *, request_id: int, step: int) -> list[StepApprover]:
+@dataclass(frozen=True)
+class PostedCard:
+    approver_id: str
+    channel: str | None
+    ts: str | None
+
+
+def step_cards(rt: Runtime, *, request_id: int, step: int) -> list[PostedCard]:
+    """Every approver of a step and where their card was posted (None until it was)."""
     with rt.db.read() as session:
-        return list(
-            session.exec(
-                select(StepApprover)
-                .where(StepApprover.request_id == request_id, StepApprover.step == step)
-                .order_by(col(StepApprover.approver_id))
-            ).all()
-        )
+        rows = session.exec(
+            select(StepApprover)
+            .where(StepApprover.request_id == request_id, StepApprover.step == step)
+            .order_by(col(StepApprover.approver_id))
+        ).all()
+        return [PostedCard(r.approver_id, r.card_channel, r.card_ts) for r in rows]
 
 
 def check_may_decide(rt: Runtime, *, request_id: int, step: int, actor: str) -> str:

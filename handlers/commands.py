@@ -66,7 +66,7 @@ def handle_command_license(
                 justification=parsed.justification,
                 for_user=parsed.for_user,
             )
-            _reply(ack, blocks.submitted(result))
+            _reply(ack, blocks.submitted(result, asked_by=user))
         elif sub == "mine":
             _reply(ack, blocks.my_licenses(overview.my_licenses(rt, user)))
         elif sub == "catalog":

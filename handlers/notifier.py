@@ -128,15 +128,13 @@ class SlackNotifier:
             (
                 row
                 for row in approvals.step_cards(self._rt, request_id=card.id, step=step)
-                if row.approver_id == approver and row.card_ts
+                if row.approver_id == approver and row.ts
             ),
             None,
         )
         text, body = blocks.approval_card(card, step=step)
-        if posted is not None and posted.card_channel and posted.card_ts:
-            self._client.chat_update(
-                channel=posted.card_channel, ts=posted.card_ts, text=text, blocks=body
-            )
+        if posted is not None and posted.channel and posted.ts:
+            self._client.chat_update(channel=posted.channel, ts=posted.ts, text=text, blocks=body)
             return
         sent = self._post(approver, (text, body))
         approvals.record_card(
@@ -151,10 +149,8 @@ class SlackNotifier:
     def _close_step(self, card: overview.RequestCard, step: int) -> None:
         text, body = blocks.approval_card(card, step=step)
         for row in approvals.step_cards(self._rt, request_id=card.id, step=step):
-            if row.card_channel and row.card_ts:
-                self._client.chat_update(
-                    channel=row.card_channel, ts=row.card_ts, text=text, blocks=body
-                )
+            if row.channel and row.ts:
+                self._client.chat_update(channel=row.channel, ts=row.ts, text=text, blocks=body)
 
     def _tell_it(self, message: tuple[str, list[dict[str, Any]]]) -> None:
         if self._rt.it_channel:

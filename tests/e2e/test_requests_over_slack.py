@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import httpx
@@ -11,10 +12,10 @@ from sqlmodel import col, select
 from bot.runtime import Runtime
 from bot.server import BotServer
 from bot.slacksim.sender import SlackSender
-from bot.slacksim.server import SlackSim
+from bot.slacksim.server import Message, SlackSim
 from handlers import ids
 from storage.models import AuditEntry, Decision, LicenseRequest
-from tests.company import ADMIN, EMPLOYEE, IT1, MANAGER, NEWHIRE, ORPHAN, OUTSIDER
+from tests.company import ADMIN, EMPLOYEE, IT1, IT2, MANAGER, NEWHIRE, ORPHAN, OUTSIDER
 from tests.e2e.conftest import SECRET, dm_with, ephemeral_to
 
 
@@ -224,3 +225,43 @@ def test_forged_and_stale_requests_are_refused(
 def test_healthz(bot: BotServer) -> None:
     assert httpx.get(bot.url + "/healthz").status_code == 200
     assert httpx.get(bot.url + "/nope").status_code == 404
+
+
+def test_two_approvers_clicking_at_once_make_one_decision(
+    slack: SlackSim, sender: SlackSender, runtime: Runtime
+) -> None:
+    sender.slash(EMPLOYEE, "request intellij")
+    sender.click(MANAGER, slack.wait_for(dm_with(slack, MANAGER, "1 of 2")), label="Approve")
+    cards = [slack.wait_for(dm_with(slack, who, "2 of 2")) for who in (IT1, IT2)]
+    barrier = threading.Barrier(2)
+    codes: list[int] = []
+
+    def click(who: str, card: Message) -> None:
+        barrier.wait()
+        codes.append(sender.click(who, card, label="Approve").status_code)
+
+    threads = [
+        threading.Thread(target=click, args=pair) for pair in zip((IT1, IT2), cards, strict=True)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert codes == [200, 200]
+    with runtime.db.read() as s:
+        decisions = s.exec(select(Decision).where(Decision.step == 1)).all()
+    assert len(decisions) == 1
+    loser = IT1 if decisions[0].decider_id == IT2 else IT2
+    slack.wait_for(ephemeral_to(slack, loser, "Already approved by"))
+    assert (
+        len(
+            slack.wait_for(
+                lambda: [
+                    m
+                    for m in slack.messages_in(slack.dm_channel(EMPLOYEE))
+                    if "Reveal key" in m.all_text
+                ]
+            )
+        )
+        == 1
+    )

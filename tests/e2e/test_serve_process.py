@@ -133,3 +133,20 @@ def test_serve_answers_healthz_and_signed_commands(
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
+
+
+def test_unreachable_slack_api_is_one_clear_line(
+    database_url: str, tmp_path: Path, encryption_key: str
+) -> None:
+    env = base_env(
+        database_url,
+        SLACK_BOT_TOKEN=TOKEN,
+        SLACK_SIGNING_SECRET=SECRET,
+        SLACK_API_URL=f"http://127.0.0.1:{free_port()}/api/",
+        LICENSEBOT_ENCRYPTION_KEYS=encryption_key,
+    )
+    done = subprocess.run(
+        [LICENSEBOT, "serve"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode != 0
+    assert "SLACK_API_URL" in done.stderr and "Traceback" not in done.stderr
