@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 
 from sqlmodel import Session, col, select
 
-from bot import approvals, delivery, roles
+from bot import approvals, catalog, delivery, roles
 from bot.errors import AlreadyHolds, DuplicateRequest, InputError, NotAllowed, UnknownProduct
 from bot.runtime import Runtime
 from storage import audit
@@ -30,18 +29,6 @@ class SubmitResult:
     waitlist_position: int = 0
 
 
-def suggest(session: Session, text: str, limit: int = 3) -> list[str]:
-    """Product IDs close to what someone typed (by ID or by name)."""
-    products = session.exec(select(Product).where(col(Product.active).is_(True))).all()
-    by_key: dict[str, str] = {}
-    for p in products:
-        by_key.setdefault(p.id.lower(), p.id)
-        by_key.setdefault(p.name.lower(), p.id)
-    matches = difflib.get_close_matches(text.lower(), list(by_key), n=limit * 2, cutoff=0.5)
-    contained = [k for k in by_key if text and text.lower() in k]
-    return list(dict.fromkeys(by_key[m] for m in [*matches, *contained]))[:limit]
-
-
 def submit(
     rt: Runtime,
     *,
@@ -56,7 +43,9 @@ def submit(
     with rt.db.transaction() as session:
         product = session.get(Product, product_id.strip().lower())
         if product is None or not product.active:
-            raise UnknownProduct(product_id, suggest(session, product_id))
+            raise UnknownProduct(
+                product_id, catalog.suggest_in(session, product_id, active_only=True)
+            )
         if requester != asked_by:
             _check_may_ask_for(session, rt, asked_by=asked_by, requester=requester)
         _check_not_duplicate(session, product, requester)

@@ -34,8 +34,9 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     try:
         db.upgrade()
     except Exception as exc:  # any driver error: the message must say which setting to check
+        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise ConfigError(
-            f"Cannot open the database at DATABASE_URL ({type(exc).__name__}: {exc})."
+            f"Cannot open the database at DATABASE_URL ({type(exc).__name__}: {cause})."
         ) from None
     return Runtime(
         db=db,

@@ -11,7 +11,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -31,7 +31,7 @@ def entry_hash(
     *, prev_hash: str, seq: int, at: datetime, actor: str, action: str, subject: str, details: str
 ) -> str:
     material = "\x1f".join(
-        [prev_hash, str(seq), at.isoformat(), actor, action, subject, details]
+        [prev_hash, str(seq), _as_utc(at).isoformat(), actor, action, subject, details]
     ).encode("utf-8")
     return hashlib.sha256(material).hexdigest()
 
@@ -128,7 +128,5 @@ def iter_entries(session: Session, batch: int = 1000) -> Iterator[AuditEntry]:
 
 
 def _as_utc(at: datetime) -> datetime:
-    # SQLite hands back naive datetimes; every stored time is UTC.
-    from datetime import UTC
-
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
+    # SQLite hands back naive datetimes (stored as UTC); PostgreSQL hands back the session's zone.
+    return at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)

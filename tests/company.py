@@ -41,7 +41,6 @@ products:
     seats: 50
     cost_per_seat: 0
     approval: []
-    auto_approve: true
   - id: sublime
     name: Sublime Text
     vendor: Sublime HQ

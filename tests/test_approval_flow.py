@@ -191,3 +191,39 @@ def test_only_the_assignee_may_reveal(rt: Runtime) -> None:
     with pytest.raises(NotAllowed):
         delivery.reveal_key(rt, actor=MANAGER, assignment_id=lic.assignment_id)
     assert "key.revealed" not in actions(rt)
+
+
+def test_empty_approval_list_approves_at_once(rt: Runtime) -> None:
+    # company.CATALOG's slack-huddles has `approval: []` and no auto_approve.
+    r = requests.submit(rt, asked_by=EMPLOYEE, product_id="slack-huddles", justification="")
+    assert r.status == "approved" and r.next_approvers == []
+
+
+def test_every_state_change_is_audited(rt: Runtime) -> None:
+    from bot import roles
+
+    roles.grant(rt, IT1, "auditor", actor="test")
+    r = requests.submit(rt, asked_by=EMPLOYEE, product_id="figma", justification="")
+    approvals.decide(rt, request_id=r.request_id, step=0, actor=MANAGER, approve=True)
+    r2 = requests.submit(rt, asked_by=NEWHIRE, product_id="figma", justification="")
+    approvals.decide(rt, request_id=r2.request_id, step=0, actor=MANAGER, approve=True)
+    r3 = requests.submit(rt, asked_by=ORPHAN, product_id="intellij", justification="")
+    approvals.decide(
+        rt, request_id=r3.request_id, step=0, actor=ADMIN, approve=False, reason="no budget"
+    )
+    done = set(actions(rt))
+    for action in (
+        "catalog.loaded",
+        "directory.imported",
+        "keys.imported",
+        "role.granted",
+        "request.created",
+        "step.opened",
+        "step.approved",
+        "step.denied",
+        "request.approved",
+        "request.denied",
+        "seat.assigned",
+        "request.waitlisted",
+    ):
+        assert action in done, action

@@ -1,0 +1,440 @@
+"""The product catalog: what licenses exist, how they are delivered and who approves them.
+
+The catalog is a YAML file an IT admin keeps; ``load_catalog`` makes the database match it.
+Products are never deleted (requests point at them): a product left out of the file is
+marked inactive, and comes back if a later file lists it again.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
+from sqlalchemy import delete, exists, func, insert
+from sqlmodel import Session, col, select
+
+from bot.directory import looks_like_user_id
+from bot.errors import CatalogError, UnknownProduct
+from bot.roles import ROLES
+from bot.runtime import Runtime
+from storage import audit
+from storage.models import Assignment, GroupMember, LicenseKey, Product
+
+_SLUG = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_SLUG_RULE = (
+    "lowercase letters, digits, '.', '_' or '-', at most 64, starting with a letter or digit"
+)
+_MAX_REPORTED = 20
+
+
+class ProductSpec(BaseModel):
+    """One product as written in the catalog file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    name: Annotated[str, Field(min_length=1)]
+    vendor: str = ""
+    delivery: Literal["key", "seat"]
+    seats: Annotated[int, Field(strict=True, ge=0)]
+    cost_per_seat: Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)] = Decimal(0)
+    renewal_date: date | None = None
+    # None (the key is missing) is refused; an explicit [] approves at once, like auto_approve.
+    approval: list[str] | None = None
+    auto_approve: Annotated[bool, Field(strict=True)] = False
+    reclaim_after_days: Annotated[int, Field(strict=True, ge=1)] = 30
+
+    @field_validator("id")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not _SLUG.fullmatch(value):
+            raise ValueError(f"{value!r} is not allowed; an id must be {_SLUG_RULE}")
+        return value
+
+    @field_validator("name", "vendor")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.strip()
+
+
+class CatalogFile(BaseModel):
+    """The whole catalog file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    groups: dict[str, list[str]] = Field(default_factory=dict)
+    products: list[ProductSpec]
+
+
+@dataclass(frozen=True)
+class CatalogLoadResult:
+    added: tuple[str, ...]
+    updated: tuple[str, ...]
+    unchanged: tuple[str, ...]
+    deactivated: tuple[str, ...]
+    groups: int
+    group_members: int
+
+
+@dataclass(frozen=True)
+class ProductInfo:
+    id: str
+    name: str
+    vendor: str
+    delivery: str
+    seats: int
+    cost_per_seat: Decimal
+    renewal_date: date | None
+    approval: tuple[str, ...]
+    auto_approve: bool
+    seats_taken: int
+    seats_left: int
+    reclaim_after_days: int = 30
+    active: bool = True
+
+
+# --- reading the file -------------------------------------------------------------------------
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses repeated keys and reports bad dates with their line."""
+
+
+def _mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Hashable] = set()
+    for key_node, _value in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        # PyYAML silently keeps the last of two equal keys; a repeated `seats:` is a typo.
+        if isinstance(key, Hashable) and key in seen:
+            raise yaml.constructor.ConstructorError(
+                "while reading a mapping",
+                node.start_mark,
+                f"key {key!r} appears twice",
+                key_node.start_mark,
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+def _timestamp(loader: _StrictLoader, node: yaml.ScalarNode) -> Any:
+    try:
+        return loader.construct_yaml_timestamp(node)
+    except ValueError as exc:
+        # PyYAML raises a bare ValueError for 2027-13-01, which would lose the line number.
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{node.value!r} is not a valid date ({exc})", node.start_mark
+        ) from None
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+_StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
+
+
+def parse_catalog(text: str, source: str = "catalog") -> CatalogFile:
+    """Parse and validate a catalog file; raise CatalogError naming every problem found."""
+    try:
+        # Safe: _StrictLoader is SafeLoader plus two checks; it builds only plain data.
+        raw = yaml.load(text, Loader=_StrictLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = exc.problem or exc.context or "unreadable YAML"
+        raise CatalogError(f"{source}: {where}{problem}; nothing was loaded.") from None
+    except yaml.YAMLError as exc:
+        raise CatalogError(f"{source}: not valid YAML ({exc}); nothing was loaded.") from None
+    if raw is None:
+        raise CatalogError(f"{source} is empty; it needs a `products:` list.")
+    if not isinstance(raw, dict):
+        raise CatalogError(
+            f"{source}: the top level must be a mapping with `groups:` and `products:`."
+        )
+    try:
+        catalog = CatalogFile.model_validate(raw)
+    except ValidationError as exc:
+        raise _fail(source, [_describe(err, raw) for err in exc.errors()]) from None
+    problems = _cross_check(catalog)
+    if problems:
+        raise _fail(source, problems)
+    return catalog
+
+
+def _fail(source: str, problems: list[str]) -> CatalogError:
+    shown = "; ".join(problems[:_MAX_REPORTED])
+    if len(problems) > _MAX_REPORTED:
+        shown += f"; and {len(problems) - _MAX_REPORTED} more"
+    return CatalogError(f"{source}: {shown} (nothing was loaded)")
+
+
+def _product_label(index: int, raw_or_id: Any) -> str:
+    pid = raw_or_id.get("id") if isinstance(raw_or_id, dict) else raw_or_id
+    return f"products[{index}] ({pid})" if isinstance(pid, str) and pid else f"products[{index}]"
+
+
+def _describe(err: ErrorDetails, raw: dict[str, Any]) -> str:
+    loc = list(err["loc"])
+    if len(loc) >= 2 and loc[0] == "products" and isinstance(loc[1], int):
+        products = raw.get("products")
+        item = products[loc[1]] if isinstance(products, list) else None
+        prefix, rest = _product_label(loc[1], item), loc[2:]
+        allowed = ", ".join(ProductSpec.model_fields)
+    else:
+        prefix, rest = "", loc
+        allowed = ", ".join(CatalogFile.model_fields)
+    field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in rest).lstrip(".")
+    if err["type"] == "extra_forbidden":
+        return f"{prefix or 'top level'}: unknown key {str(rest[-1])!r} (known keys: {allowed})"
+    if err["type"] == "missing":
+        return f"{prefix or 'top level'}: missing {field!r}"
+    if err["type"] == "value_error":
+        message = str(err.get("ctx", {}).get("error", err["msg"]))
+    elif err["type"] in ("model_type", "dict_type"):
+        message = f"must be a mapping (key: value), not {type(err['input']).__name__}"
+    else:
+        message = err["msg"]
+    target = f"{prefix}: {field}" if prefix and field else prefix or field or "top level"
+    return f"{target}: {message}"
+
+
+def _cross_check(catalog: CatalogFile) -> list[str]:
+    """Rules that need the whole file: unique ids and approval steps that resolve."""
+    problems: list[str] = []
+    for group, members in catalog.groups.items():
+        if not _SLUG.fullmatch(group) or group == "manager":
+            problems.append(f"groups.{group}: a group name must be {_SLUG_RULE}, not 'manager'")
+        if not members:
+            problems.append(f"groups.{group}: has no members")
+        problems.extend(
+            f"groups.{group}: member {m!r} is not a Slack user ID (U…/W…)"
+            for m in members
+            if not looks_like_user_id(m)
+        )
+    first: dict[str, int] = {}
+    for index, spec in enumerate(catalog.products):
+        label = _product_label(index, spec.id)
+        if spec.id in first:
+            problems.append(
+                f"{label}: id {spec.id!r} is already used by products[{first[spec.id]}]"
+            )
+        first.setdefault(spec.id, index)
+        if spec.approval is None and not spec.auto_approve:
+            problems.append(
+                f"{label}: approval is missing; list its steps, or write `approval: []` to "
+                "approve requests at once"
+            )
+        steps = spec.approval or []
+        for step in steps:
+            problem = _step_problem(step, catalog.groups)
+            if problem:
+                problems.append(f"{label}: {problem}")
+        repeated = sorted({s for s in steps if steps.count(s) > 1})
+        problems.extend(f"{label}: approval step {s!r} appears twice" for s in repeated)
+    return problems
+
+
+def _step_problem(step: str, groups: dict[str, list[str]]) -> str | None:
+    if step == "manager" or step in groups or looks_like_user_id(step):
+        return None
+    if step.startswith("role:"):
+        if step.removeprefix("role:") in ROLES:
+            return None
+        return f"approval step {step!r} names an unknown role; roles are {', '.join(ROLES)}"
+    return f"approval step {step!r} is not manager, a group, role:ROLE or a user ID"
+
+
+# --- writing it -------------------------------------------------------------------------------
+
+
+def load_catalog(
+    rt: Runtime, text: str, *, actor: str, source: str = "catalog"
+) -> CatalogLoadResult:
+    """Make the products and groups in the database match the catalog file, in one transaction."""
+    catalog = parse_catalog(text, source)
+    now = rt.clock.now()
+    added: list[str] = []
+    updated: list[str] = []
+    unchanged: list[str] = []
+    deactivated: list[str] = []
+    with rt.db.transaction() as session:
+        existing = {p.id: p for p in session.exec(select(Product))}
+        for spec in catalog.products:
+            values = _values(spec)
+            product = existing.pop(spec.id, None)
+            if product is None:
+                session.add(Product(**values, active=True, updated_at=now))
+                added.append(spec.id)
+            elif product.active and all(getattr(product, k) == v for k, v in values.items()):
+                unchanged.append(spec.id)
+            else:
+                for name, value in values.items():
+                    setattr(product, name, value)
+                product.active = True
+                product.updated_at = now
+                session.add(product)
+                updated.append(spec.id)
+        for product in existing.values():
+            if product.active:
+                product.active = False
+                product.updated_at = now
+                session.add(product)
+                deactivated.append(product.id)
+        members = sorted({(g, u) for g, users in catalog.groups.items() for u in users})
+        session.execute(delete(GroupMember))
+        if members:
+            session.execute(
+                insert(GroupMember.__table__),  # type: ignore[attr-defined]  # set by SQLModel
+                [{"group_name": g, "user_id": u} for g, u in members],
+            )
+        result = CatalogLoadResult(
+            added=tuple(added),
+            updated=tuple(updated),
+            unchanged=tuple(unchanged),
+            deactivated=tuple(sorted(deactivated)),
+            groups=len(catalog.groups),
+            group_members=len(members),
+        )
+        audit.append(
+            session,
+            at=now,
+            actor=actor,
+            action="catalog.loaded",
+            subject="catalog",
+            details={
+                "source": source,
+                "products": len(catalog.products),
+                "added": list(result.added),
+                "updated": list(result.updated),
+                "deactivated": list(result.deactivated),
+                "unchanged": len(result.unchanged),
+                "groups": result.groups,
+                "group_members": result.group_members,
+            },
+        )
+    return result
+
+
+def _values(spec: ProductSpec) -> dict[str, Any]:
+    return {
+        "id": spec.id,
+        "name": spec.name,
+        "vendor": spec.vendor,
+        "delivery": spec.delivery,
+        "seats": spec.seats,
+        "cost_per_seat": spec.cost_per_seat,
+        "renewal_date": spec.renewal_date,
+        "approval": list(spec.approval or []),
+        "auto_approve": spec.auto_approve,
+        "reclaim_after_days": spec.reclaim_after_days,
+    }
+
+
+# --- reading it back --------------------------------------------------------------------------
+
+
+def _infos(
+    session: Session, *, active_only: bool, product_id: str | None = None
+) -> list[ProductInfo]:
+    # Counted in SQL with GROUP BY: the per-product numbers never load assignment rows.
+    taken = (
+        select(Assignment.product_id, func.count().label("n"))
+        .where(col(Assignment.released_at).is_(None))
+        .group_by(Assignment.product_id)
+        .subquery()
+    )
+    # A key is free when no assignment has ever pointed at it (key_id is unique on assignment).
+    free_keys = (
+        select(LicenseKey.product_id, func.count().label("n"))
+        .where(~exists().where(col(Assignment.key_id) == col(LicenseKey.id)))
+        .group_by(LicenseKey.product_id)
+        .subquery()
+    )
+    stmt = (
+        select(Product, func.coalesce(taken.c.n, 0), func.coalesce(free_keys.c.n, 0))
+        .outerjoin(taken, taken.c.product_id == col(Product.id))
+        .outerjoin(free_keys, free_keys.c.product_id == col(Product.id))
+        .order_by(col(Product.id))
+    )
+    if active_only:
+        stmt = stmt.where(col(Product.active).is_(True))
+    if product_id is not None:
+        stmt = stmt.where(col(Product.id) == product_id)
+    out = []
+    for product, seats_taken, keys_free in session.exec(stmt).all():
+        open_seats = max(product.seats - seats_taken, 0)
+        out.append(
+            ProductInfo(
+                id=product.id,
+                name=product.name,
+                vendor=product.vendor,
+                delivery=product.delivery,
+                seats=product.seats,
+                cost_per_seat=Decimal(product.cost_per_seat),
+                renewal_date=product.renewal_date,
+                approval=tuple(product.approval),
+                auto_approve=product.auto_approve,
+                seats_taken=int(seats_taken),
+                seats_left=min(open_seats, int(keys_free))
+                if product.delivery == "key"
+                else open_seats,
+                reclaim_after_days=product.reclaim_after_days,
+                active=product.active,
+            )
+        )
+    return out
+
+
+def list_products(rt: Runtime, *, active_only: bool = True) -> list[ProductInfo]:
+    with rt.db.read() as session:
+        return _infos(session, active_only=active_only)
+
+
+def get_product(rt: Runtime, product_id: str, *, active_only: bool = True) -> ProductInfo:
+    """The product with that ID (or exact name, any case); UnknownProduct with close matches."""
+    wanted = product_id.strip()
+    with rt.db.read() as session:
+        found = _infos(session, active_only=active_only, product_id=wanted.lower())
+        if found:
+            return found[0]
+        by_name = select(Product.id).where(func.lower(Product.name) == wanted.lower())
+        if active_only:
+            by_name = by_name.where(col(Product.active).is_(True))
+        named = session.exec(by_name).all()
+        if len(named) == 1:
+            return _infos(session, active_only=active_only, product_id=named[0])[0]
+        raise UnknownProduct(wanted, suggest_in(session, wanted, active_only=active_only))
+
+
+def suggest(rt: Runtime, text: str) -> list[str]:
+    """Up to three product IDs whose ID or name is close to ``text``."""
+    with rt.db.read() as session:
+        return suggest_in(session, text, active_only=True)
+
+
+def suggest_in(session: Session, text: str, *, active_only: bool) -> list[str]:
+    """``suggest`` inside a caller's transaction."""
+    stmt = select(Product.id, Product.name)
+    if active_only:
+        stmt = stmt.where(col(Product.active).is_(True))
+    by_label: dict[str, str] = {}
+    for pid, name in session.exec(stmt).all():
+        by_label.setdefault(pid.lower(), pid)
+        by_label.setdefault(name.lower(), pid)
+    wanted = text.strip().lower()
+    if not wanted:
+        return []
+    ids = _unique(by_label[m] for m in difflib.get_close_matches(wanted, by_label, n=6))
+    if len(ids) < 3:
+        # "idea" is far from "jetbrains intellij idea ultimate" by ratio, yet clearly meant it.
+        ids = _unique([*ids, *(pid for label, pid in sorted(by_label.items()) if wanted in label)])
+    return ids[:3]
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))

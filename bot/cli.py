@@ -1,0 +1,377 @@
+"""The ``licensebot`` command: admin tasks through the same services the Slack app uses.
+
+Settings are read from the environment once per run, and the runtime (which migrates the
+database and opens the key vault) is built only by the commands that need it, so every command
+works on a fresh database. Every refusal ends as one ``licensebot: <message>`` line on stderr.
+"""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+from typing import IO, Any
+
+import click
+from alembic.runtime.migration import MigrationContext
+from alembic.util import CommandError
+from cryptography.fernet import Fernet
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot import audit_export, roles
+from bot.catalog import list_products, load_catalog
+from bot.directory import import_directory, looks_like_user_id
+from bot.errors import (
+    CatalogError,
+    ConfigError,
+    DirectoryError,
+    InputError,
+    KeyImportError,
+    LicenseBotError,
+)
+from bot.keys import import_keys
+from bot.runtime import Runtime, build_runtime
+from bot.settings import Settings, load_settings
+from storage import audit
+from storage.db import Database
+
+
+class _Failure(click.ClickException):
+    """A refusal shown as the single line ``licensebot: <message>``."""
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        # One line, whatever the message: some wrap a driver's multi-line text.
+        line = " ".join(part.strip() for part in self.format_message().splitlines())
+        click.echo(f"licensebot: {line.strip()}", file=file, err=True)
+
+
+def _database_problem(exc: SQLAlchemyError) -> str:
+    # Only the driver's first line: later lines (and SQLAlchemy's "[parameters: ...]") may
+    # quote row values.
+    orig = getattr(exc, "orig", None)
+    first = (str(orig) if orig is not None else str(exc)).strip().splitlines()
+    return f"{type(exc).__name__}: {first[0] if first else 'no details'}"
+
+
+class _Commands(click.Group):
+    """The top-level group: a refusal from any subcommand becomes a ``_Failure``."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LicenseBotError as exc:
+            raise _Failure(exc.message) from None
+        except SQLAlchemyError as exc:
+            raise _Failure(f"database error: {_database_problem(exc)}") from None
+
+
+class _State:
+    """Settings and runtime of this run, made on first use and closed when the run ends."""
+
+    def __init__(self) -> None:
+        self._settings: Settings | None = None
+        self._runtime: Runtime | None = None
+
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings()
+        return self._settings
+
+    def runtime(self) -> Runtime:
+        if self._runtime is None:
+            self._runtime = build_runtime(self.settings())
+        return self._runtime
+
+    def close(self) -> None:
+        if self._runtime is not None:
+            self._runtime.db.dispose()
+
+
+pass_state = click.make_pass_decorator(_State)
+
+
+def actor() -> str:
+    """Who the audit log names for CLI actions: ``cli:<OS user>``."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no login name and no passwd entry (some containers)
+        return "cli"
+    return f"cli:{user}"[:64] if user else "cli"
+
+
+def _read_text(path: str, error: type[InputError]) -> str:
+    """The file (``-`` for stdin) as text; a byte-order mark is dropped."""
+    try:
+        data = click.get_binary_stream("stdin").read() if path == "-" else Path(path).read_bytes()
+    except OSError as exc:
+        raise error(f"{path}: cannot read it ({exc.strerror or exc}).") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        # The line number only: the bytes themselves may be part of a secret.
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise error(
+            f"{_label(path)}: line {line} is not UTF-8 text; save the file as UTF-8 and retry."
+        ) from None
+
+
+def _label(path: str) -> str:
+    return "stdin" if path == "-" else path
+
+
+@click.group(cls=_Commands)
+@click.version_option(package_name="licensebot")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Run the company's software licenses: catalog, people, keys, roles and audit."""
+    state = _State()
+    ctx.obj = state
+    ctx.call_on_close(state.close)
+
+
+def main() -> None:
+    """Console-script entry point (``licensebot``)."""
+    cli(prog_name="licensebot")
+
+
+# --- db ---------------------------------------------------------------------------------------
+
+
+@cli.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command("upgrade")
+@pass_state
+def db_upgrade(state: _State) -> None:
+    """Apply any pending migrations (safe to run at every deploy)."""
+    url = state.settings().database_url
+    try:
+        shown = make_url(url).render_as_string(hide_password=True)
+        database = Database(url)
+    except (SQLAlchemyError, ImportError) as exc:  # ImportError: the URL names a missing driver
+        raise ConfigError(f"DATABASE_URL is not a usable database URL ({exc}).") from None
+    try:
+        before = _revision(database)
+        database.upgrade()
+        after = _revision(database)
+    except SQLAlchemyError as exc:
+        raise ConfigError(
+            f"Cannot open the database at DATABASE_URL ({_database_problem(exc)})."
+        ) from None
+    except CommandError as exc:
+        # Typically a database migrated by a newer licensebot than this one.
+        raise ConfigError(f"Cannot migrate the database at DATABASE_URL: {exc}.") from None
+    finally:
+        database.dispose()
+    if before == after:
+        click.echo(f"Database {shown} is already at the newest revision ({after}).")
+    else:
+        click.echo(f"Database {shown} upgraded from {before or 'an empty schema'} to {after}.")
+
+
+def _revision(database: Database) -> str | None:
+    with database.engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+# --- serve ------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", default=3000, show_default=True, type=click.IntRange(1, 65535), help="TCP port."
+)
+@pass_state
+def serve(state: _State, host: str, port: int) -> None:
+    """Serve Slack's requests (needs SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET)."""
+    # Imported here: the server pulls in Slack's libraries, which admin commands do not need.
+    from bot.server import serve as run_server
+
+    run_server(state.settings(), host=host, port=port)
+
+
+# --- catalog ----------------------------------------------------------------------------------
+
+
+@cli.group()
+def catalog() -> None:
+    """Products and their approval policies."""
+
+
+@catalog.command("load")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@pass_state
+def catalog_load(state: _State, file: str) -> None:
+    """Load the catalog YAML; products missing from it are deactivated, never deleted."""
+    text = _read_text(file, CatalogError)
+    result = load_catalog(state.runtime(), text, actor=actor(), source=_label(file))
+    deactivated = f" ({', '.join(result.deactivated)})" if result.deactivated else ""
+    click.echo(
+        f"Catalog loaded from {_label(file)}: {len(result.added)} added, "
+        f"{len(result.updated)} updated, {len(result.unchanged)} unchanged, "
+        f"{len(result.deactivated)} deactivated{deactivated}; "
+        f"{result.groups} groups with {result.group_members} members."
+    )
+
+
+@catalog.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Include deactivated products.")
+@pass_state
+def catalog_list(state: _State, show_all: bool) -> None:
+    """Products with their seats: bought, taken, left."""
+    products = list_products(state.runtime(), active_only=not show_all)
+    if not products:
+        click.echo("The catalog is empty. Load one with `licensebot catalog load FILE.yml`.")
+        return
+    for p in products:
+        status = "" if p.active else "  (inactive)"
+        click.echo(
+            f"{p.id}  {p.name}  [{p.delivery}]  seats {p.seats}, taken {p.seats_taken}, "
+            f"left {p.seats_left}  approval: {' > '.join(p.approval) or 'auto'}{status}"
+        )
+
+
+# --- directory --------------------------------------------------------------------------------
+
+
+@cli.group()
+def directory() -> None:
+    """People and their managers."""
+
+
+@directory.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@pass_state
+def directory_import(state: _State, file: str) -> None:
+    """Import people from CSV: slack_user_id,email,name,manager_slack_user_id,department."""
+    text = _read_text(file, DirectoryError)
+    result = import_directory(state.runtime(), text, actor=actor(), source=_label(file))
+    click.echo(f"{result.added} added, {result.updated} updated, {result.unchanged} unchanged.")
+
+
+# --- roles ------------------------------------------------------------------------------------
+
+
+@cli.group("roles")
+def roles_group() -> None:
+    """Who is an IT admin or an auditor."""
+
+
+def _user_id(user_id: str) -> str:
+    if not looks_like_user_id(user_id):
+        raise InputError(
+            f"{user_id!r} is not a Slack user ID (like U012AB3CD; in Slack: profile > "
+            "⋮ > Copy member ID)."
+        )
+    return user_id
+
+
+@roles_group.command("grant")
+@click.argument("user_id")
+@click.argument("role")
+@pass_state
+def roles_grant(state: _State, user_id: str, role: str) -> None:
+    """Give USER_ID the role ROLE (it_admin or auditor)."""
+    if roles.grant(state.runtime(), _user_id(user_id), role, actor=actor()):
+        click.echo(f"Granted {role} to {user_id}.")
+    else:
+        click.echo(f"{user_id} already has {role}; nothing changed.")
+
+
+@roles_group.command("revoke")
+@click.argument("user_id")
+@click.argument("role")
+@pass_state
+def roles_revoke(state: _State, user_id: str, role: str) -> None:
+    """Take the role ROLE away from USER_ID."""
+    rt = state.runtime()
+    if roles.revoke(rt, _user_id(user_id), role, actor=actor()):
+        click.echo(f"Revoked {role} from {user_id}.")
+    else:
+        click.echo(f"{user_id} did not have {role}; nothing changed.")
+    if role == "it_admin" and user_id in rt.admins:
+        click.echo(f"{user_id} is still an it_admin through LICENSEBOT_ADMINS; remove them there.")
+
+
+@roles_group.command("list")
+@pass_state
+def roles_list(state: _State) -> None:
+    """Everyone who holds a role, and where it comes from."""
+    holders = roles.list_roles(state.runtime())
+    if not holders:
+        click.echo("No one holds a role. Grant one with `licensebot roles grant USER_ID ROLE`.")
+        return
+    for h in holders:
+        click.echo(f"{h.user_id}\t{h.role}\t{h.source}")
+
+
+# --- keys -------------------------------------------------------------------------------------
+
+
+@cli.group()
+def keys() -> None:
+    """License keys (stored encrypted) and the encryption keys that protect them."""
+
+
+@keys.command("import")
+@click.argument("product_id")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@pass_state
+def keys_import(state: _State, product_id: str, file: str) -> None:
+    """Add the keys in FILE (one per line; - for stdin) to PRODUCT_ID's pool."""
+    text = _read_text(file, KeyImportError)
+    # split("\n"), not splitlines(): a stray form feed inside a key must be refused, not split.
+    result = import_keys(state.runtime(), product_id, text.split("\n"), actor=actor())
+    click.echo(
+        f"Added {result.added} keys to {product_id} ({result.duplicates} duplicates skipped)."
+    )
+    if result.assigned:
+        click.echo(f"{result.assigned} waitlisted request(s) received a key.")
+
+
+@keys.command("generate")
+def keys_generate() -> None:
+    """Print a new encryption key for LICENSEBOT_ENCRYPTION_KEYS.
+
+    To rotate, put the new key first and keep the old ones after it, comma-separated.
+    """
+    click.echo(Fernet.generate_key().decode("ascii"))
+
+
+# --- audit ------------------------------------------------------------------------------------
+
+
+@cli.group("audit")
+def audit_group() -> None:
+    """The append-only, hash-chained audit log."""
+
+
+@audit_group.command("export")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(audit_export.FORMATS),
+    default="jsonl",
+    show_default=True,
+)
+@pass_state
+def audit_export_command(state: _State, fmt: audit_export.Format) -> None:
+    """Write every audit entry to stdout, oldest first."""
+    audit_export.export(state.runtime(), click.get_text_stream("stdout"), fmt=fmt)
+
+
+@audit_group.command("verify")
+@pass_state
+def audit_verify(state: _State) -> None:
+    """Check the hash chain: any edit, deletion or reordering is reported."""
+    with state.runtime().db.read() as session:
+        report = audit.verify(session)
+    if report.first_bad is not None:
+        raise LicenseBotError(
+            f"The audit log does not verify at entry {report.first_bad} "
+            f"({report.entries} entries before it are intact); it was altered."
+        )
+    click.echo(f"Audit log intact: {report.entries} entries, head {report.head}.")

@@ -1,0 +1,449 @@
+"""Catalog: parsing and validation, loading in place, and the read side (seats, lookups)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import event
+from sqlmodel import SQLModel, select
+
+from bot.catalog import get_product, list_products, load_catalog, parse_catalog, suggest
+from bot.cli import cli
+from bot.errors import CatalogError, UnknownProduct
+from bot.runtime import Runtime
+from storage.models import Assignment, AuditEntry, GroupMember, LicenseKey, Product
+
+CATALOG = """
+groups:
+  it-team: [U0IT00001, U0IT00002]
+products:
+  - id: intellij
+    name: JetBrains IntelliJ IDEA Ultimate
+    vendor: JetBrains
+    delivery: key
+    seats: 3
+    cost_per_seat: 599
+    renewal_date: 2027-03-01
+    approval: [manager, it-team]
+    auto_approve: false
+    reclaim_after_days: 30
+  - id: zoom
+    name: Zoom Workplace
+    delivery: seat
+    seats: 2
+    cost_per_seat: 149.90
+    approval: [manager, role:it_admin, U0BOSS001]
+"""
+
+
+def snapshot(rt: Runtime) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, to prove a refused load changed nothing."""
+    with rt.db.read() as session:
+        return {
+            table.name: sorted(
+                (tuple(map(str, row)) for row in session.connection().execute(table.select())),
+            )
+            for table in SQLModel.metadata.sorted_tables
+        }
+
+
+def invoke(env: dict[str, str | None], *args: str, input: str | None = None) -> Result:
+    return CliRunner().invoke(cli, list(args), env=env, input=input, catch_exceptions=False)
+
+
+@pytest.fixture
+def env(database_url: str, encryption_key: str) -> dict[str, str | None]:
+    return {"DATABASE_URL": database_url, "LICENSEBOT_ENCRYPTION_KEYS": encryption_key}
+
+
+@pytest.fixture
+def catalog_file(tmp_path: Path) -> Path:
+    path = tmp_path / "catalog.yml"
+    path.write_text(CATALOG, encoding="utf-8")
+    return path
+
+
+def products(rt: Runtime) -> dict[str, Product]:
+    with rt.db.read() as session:
+        return {p.id: p for p in session.exec(select(Product))}
+
+
+# --- loading through the CLI -------------------------------------------------------------------
+
+
+def test_load_creates_products_groups_and_one_audit_entry(
+    runtime: Runtime, env: dict[str, str | None], catalog_file: Path
+) -> None:
+    result = invoke(env, "catalog", "load", str(catalog_file))
+
+    assert result.exit_code == 0, result.output
+    assert "2 added, 0 updated, 0 unchanged, 0 deactivated" in result.stdout
+    stored = products(runtime)
+    assert stored["intellij"].approval == ["manager", "it-team"]
+    assert stored["intellij"].renewal_date == date(2027, 3, 1)
+    assert stored["zoom"].cost_per_seat == Decimal("149.90")
+    assert stored["zoom"].vendor == ""
+    with runtime.db.read() as session:
+        members = session.exec(select(GroupMember.group_name, GroupMember.user_id)).all()
+        entries = session.exec(select(AuditEntry)).all()
+    assert sorted(tuple(m) for m in members) == [("it-team", "U0IT00001"), ("it-team", "U0IT00002")]
+    assert [e.action for e in entries] == ["catalog.loaded"]
+    assert entries[0].actor.startswith("cli")
+    assert '"added":["intellij","zoom"]' in entries[0].details
+
+
+def test_reloading_the_same_file_changes_nothing(
+    runtime: Runtime, env: dict[str, str | None], catalog_file: Path
+) -> None:
+    invoke(env, "catalog", "load", str(catalog_file))
+    before = snapshot(runtime)
+
+    result = invoke(env, "catalog", "load", str(catalog_file))
+
+    assert result.exit_code == 0
+    assert "0 added, 0 updated, 2 unchanged, 0 deactivated" in result.stdout
+    after = snapshot(runtime)
+    for table in ("product", "groupmember"):
+        assert after[table] == before[table]
+
+
+def test_products_left_out_are_deactivated_not_deleted_and_come_back(runtime: Runtime) -> None:
+    load_catalog(runtime, CATALOG, actor="test")
+    without_zoom = CATALOG.split("  - id: zoom")[0].replace("seats: 3", "seats: 5")
+
+    result = load_catalog(runtime, without_zoom, actor="test")
+
+    assert result.deactivated == ("zoom",)
+    assert result.updated == ("intellij",)
+    stored = products(runtime)
+    assert stored["zoom"].active is False
+    assert stored["intellij"].seats == 5
+    assert [p.id for p in list_products(runtime)] == ["intellij"]
+    assert [p.id for p in list_products(runtime, active_only=False)] == ["intellij", "zoom"]
+
+    again = load_catalog(runtime, CATALOG, actor="test")
+
+    assert again.added == ()
+    assert set(again.updated) == {"intellij", "zoom"}
+    assert products(runtime)["zoom"].active is True
+
+
+def test_groups_are_replaced_not_merged(runtime: Runtime) -> None:
+    load_catalog(runtime, CATALOG, actor="test")
+    load_catalog(
+        runtime,
+        CATALOG.replace("it-team: [U0IT00001, U0IT00002]", "it-team: [U0IT00003]"),
+        actor="test",
+    )
+    with runtime.db.read() as session:
+        members = session.exec(select(GroupMember.user_id)).all()
+    assert members == ["U0IT00003"]
+
+
+def test_a_refused_load_leaves_every_table_as_it_was(
+    runtime: Runtime, env: dict[str, str | None], catalog_file: Path, tmp_path: Path
+) -> None:
+    invoke(env, "catalog", "load", str(catalog_file))
+    before = snapshot(runtime)
+    bad = tmp_path / "bad.yml"
+    # A valid first product and a new group, then a typo: nothing of it may be written.
+    bad.write_text(
+        CATALOG.replace("it-team: [U0IT00001, U0IT00002]", "it-team: [U0IT00009]\n  new: [UX1]")
+        .replace("seats: 3", "seats: 4")
+        .replace("role:it_admin", "it-tem"),
+        encoding="utf-8",
+    )
+
+    result = invoke(env, "catalog", "load", str(bad))
+
+    assert result.exit_code != 0
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("licensebot: ")
+    assert (
+        "products[1] (zoom): approval step 'it-tem' is not manager, a group, role:ROLE "
+        "or a user ID" in result.stderr
+    )
+    assert snapshot(runtime) == before
+
+
+def test_bad_yaml_names_the_line(env: dict[str, str | None], tmp_path: Path) -> None:
+    path = tmp_path / "broken.yml"
+    path.write_text("products:\n  - id: zoom\n    name: [unclosed\n", encoding="utf-8")
+
+    result = invoke(env, "catalog", "load", str(path))
+
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"licensebot: {path}: line 4")
+    assert "Traceback" not in result.output
+
+
+def test_missing_file_is_one_clear_line(env: dict[str, str | None], tmp_path: Path) -> None:
+    result = invoke(env, "catalog", "load", str(tmp_path / "nope.yml"))
+
+    assert result.exit_code == 1
+    assert (
+        result.stderr
+        == f"licensebot: {tmp_path / 'nope.yml'}: cannot read it (No such file or directory).\n"
+    )
+
+
+# --- validation (no database needed) -----------------------------------------------------------
+
+
+def _with(product: str, groups: str = "it-team: [U0IT00001]") -> str:
+    first = (
+        "  - id: ok\n    name: Fine\n    delivery: seat\n    seats: 1\n    approval: [manager]\n"
+    )
+    return f"groups:\n  {groups}\nproducts:\n{first}{product}"
+
+
+ZOOM = "  - id: zoom\n    name: Zoom\n    delivery: seat\n    seats: 1\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            _with(ZOOM + "    approval: [it-tem]\n"),
+            "products[1] (zoom): approval step 'it-tem' is not manager, a group, role:ROLE or a "
+            "user ID",
+        ),
+        (
+            _with(ZOOM + "    approval: [role:boss]\n"),
+            "products[1] (zoom): approval step 'role:boss' names an unknown role",
+        ),
+        (
+            _with(ZOOM + "    approval: [manager]\n    colour: blue\n"),
+            "products[1] (zoom): unknown key 'colour'",
+        ),
+        (
+            _with(ZOOM.replace("seats: 1", "seats: -1") + "    approval: [manager]\n"),
+            "products[1] (zoom): seats: Input should be greater than or equal to 0",
+        ),
+        (
+            _with(ZOOM.replace("seats: 1", "seats: true") + "    approval: [manager]\n"),
+            "products[1] (zoom): seats: Input should be a valid integer",
+        ),
+        (
+            _with(ZOOM.replace("delivery: seat", "delivery: email") + "    approval: [manager]\n"),
+            "products[1] (zoom): delivery: Input should be 'key' or 'seat'",
+        ),
+        (
+            _with(ZOOM.replace("id: zoom", "id: Zoom App") + "    approval: [manager]\n"),
+            "products[1] (Zoom App): id: 'Zoom App' is not allowed; an id must be lowercase",
+        ),
+        (
+            _with(ZOOM.replace("id: zoom", "id: ok") + "    approval: [manager]\n"),
+            "products[1] (ok): id 'ok' is already used by products[0]",
+        ),
+        (
+            _with(ZOOM.replace("    name: Zoom\n", "") + "    approval: [manager]\n"),
+            "products[1] (zoom): missing 'name'",
+        ),
+        (_with(ZOOM), "products[1] (zoom): approval is missing"),
+        (
+            _with(ZOOM + "    approval: [manager, manager]\n"),
+            "products[1] (zoom): approval step 'manager' appears twice",
+        ),
+        (
+            _with(ZOOM + "    cost_per_seat: 1.999\n    approval: [manager]\n"),
+            "products[1] (zoom): cost_per_seat: Decimal input should have no more than 2 "
+            "decimal places",
+        ),
+        (
+            _with(ZOOM + "    approval: [manager]\n", groups="it-team: [bob]"),
+            "groups.it-team: member 'bob' is not a Slack user ID",
+        ),
+        (
+            _with(ZOOM + "    approval: [manager]\n", groups="IT Team: [U0IT00001]"),
+            "groups.IT Team: a group name must be",
+        ),
+        (
+            _with(ZOOM + "    renewal_date: 2027-13-01\n    approval: [manager]\n"),
+            "catalog.yml: line 13, column 19: '2027-13-01' is not a valid date",
+        ),
+        (_with(ZOOM + "    seats: 2\n    approval: [manager]\n"), "key 'seats' appears twice"),
+        ("products: []\nextra: 1\n", "top level: unknown key 'extra'"),
+        ("groups: {}\n", "top level: missing 'products'"),
+        ("", "is empty"),
+        ("- just\n- a list\n", "the top level must be a mapping"),
+        ("products: [zoom]\n", "products[0] (zoom): must be a mapping (key: value), not str"),
+    ],
+    ids=[
+        "typo-step",
+        "unknown-role",
+        "unknown-key",
+        "negative-seats",
+        "bool-seats",
+        "bad-delivery",
+        "bad-id",
+        "duplicate-id",
+        "missing-name",
+        "empty-approval",
+        "repeated-step",
+        "cents",
+        "bad-member",
+        "bad-group-name",
+        "bad-date",
+        "repeated-key",
+        "top-unknown",
+        "no-products",
+        "empty",
+        "not-mapping",
+        "product-not-mapping",
+    ],
+)
+def test_invalid_catalogs_are_refused_with_a_message_naming_the_problem(
+    text: str, expected: str
+) -> None:
+    with pytest.raises(CatalogError) as caught:
+        parse_catalog(text, "catalog.yml")
+    assert expected in caught.value.message
+    assert caught.value.message.startswith("catalog.yml")
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    text = _with(ZOOM + "    approval: [it-tem, role:boss]\n", groups="it-team: [bob]")
+    with pytest.raises(CatalogError) as caught:
+        parse_catalog(text, "c.yml")
+    message = caught.value.message
+    assert "'it-tem'" in message and "'role:boss'" in message and "'bob'" in message
+    assert "\n" not in message
+
+
+def test_defaults_and_types_of_a_minimal_product() -> None:
+    parsed = parse_catalog(
+        "products:\n  - {id: tool, name: Tool, delivery: seat, seats: 0, auto_approve: true}\n"
+    )
+    spec = parsed.products[0]
+    assert spec.cost_per_seat == Decimal(0)
+    assert spec.reclaim_after_days == 30
+    assert spec.approval is None  # not given; auto_approve decides
+    assert spec.renewal_date is None
+
+
+# --- the read side -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def loaded(runtime: Runtime) -> Runtime:
+    load_catalog(runtime, CATALOG, actor="test")
+    return runtime
+
+
+def _add_keys(rt: Runtime, product_id: str, count: int) -> list[int]:
+    with rt.db.transaction() as session:
+        rows = [
+            LicenseKey(
+                product_id=product_id, ciphertext=rt.vault.seal(f"K{i}"), imported_at=rt.clock.now()
+            )
+            for i in range(count)
+        ]
+        session.add_all(rows)
+        session.flush()
+        return [r.id for r in rows if r.id is not None]
+
+
+def _assign(rt: Runtime, product_id: str, user: str, key_id: int | None = None) -> int:
+    with rt.db.transaction() as session:
+        row = Assignment(
+            product_id=product_id, user_id=user, key_id=key_id, assigned_at=rt.clock.now()
+        )
+        session.add(row)
+        session.flush()
+        assert row.id is not None
+        return row.id
+
+
+@pytest.fixture
+def statements(loaded: Runtime) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def record(*args: Any) -> None:
+        seen.append(str(args[2]))
+
+    event.listen(loaded.db.engine, "before_cursor_execute", record)
+    yield seen
+    event.remove(loaded.db.engine, "before_cursor_execute", record)
+
+
+def test_seats_taken_and_left_for_seat_and_key_products(
+    loaded: Runtime, statements: list[str]
+) -> None:
+    key_ids = _add_keys(loaded, "intellij", 4)
+    first = _assign(loaded, "intellij", "UA0000001", key_ids[0])
+    for user in ("UB0000001", "UB0000002", "UB0000003"):  # one more than the 2 seats bought
+        _assign(loaded, "zoom", user)
+    statements.clear()
+
+    info = {p.id: p for p in list_products(loaded)}
+
+    # Aggregated in SQL: one query however many products, keys and assignments there are.
+    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 1
+    assert (info["intellij"].seats_taken, info["intellij"].seats_left) == (1, 2)
+    assert (info["zoom"].seats_taken, info["zoom"].seats_left) == (3, 0)
+    assert info["zoom"].cost_per_seat == Decimal("149.90")
+    assert info["intellij"].approval == ("manager", "it-team")
+
+    with loaded.db.transaction() as session:
+        row = session.get(Assignment, first)
+        assert row is not None
+        row.released_at = loaded.clock.now() + timedelta(days=1)
+        session.add(row)
+
+    intellij = get_product(loaded, "intellij")
+    # The released seat is free again, but its key was handed out: 3 keys remain for 3 seats.
+    assert (intellij.seats_taken, intellij.seats_left) == (0, 3)
+
+
+def test_key_products_are_limited_by_keys_in_stock(loaded: Runtime) -> None:
+    assert get_product(loaded, "intellij").seats_left == 0
+    _add_keys(loaded, "intellij", 1)
+    assert get_product(loaded, "intellij").seats_left == 1
+
+
+def test_get_product_by_id_any_case_or_exact_name(loaded: Runtime) -> None:
+    assert get_product(loaded, "IntelliJ").id == "intellij"
+    assert get_product(loaded, " zoom workplace ").id == "zoom"
+
+
+def test_unknown_product_suggests_close_ids_and_names(loaded: Runtime) -> None:
+    with pytest.raises(UnknownProduct) as caught:
+        get_product(loaded, "intelij")
+    assert caught.value.suggestions == ["intellij"]
+    assert "Did you mean: intellij?" in caught.value.message
+
+    assert suggest(loaded, "Zoom Workplac") == ["zoom"]
+    assert suggest(loaded, "idea") == ["intellij"]
+    assert suggest(loaded, "photoshop") == []
+
+
+def test_inactive_products_are_hidden_unless_asked_for(loaded: Runtime) -> None:
+    load_catalog(loaded, CATALOG.split("  - id: zoom")[0], actor="test")
+    with pytest.raises(UnknownProduct):
+        get_product(loaded, "zoom")
+    assert get_product(loaded, "zoom", active_only=False).active is False
+    assert "zoom" not in suggest(loaded, "zoom")
+
+
+def test_a_failure_after_writing_began_rolls_everything_back(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    load_catalog(runtime, CATALOG, actor="test")
+    before = snapshot(runtime)
+
+    def fail(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("disk full")
+
+    # The audit entry is written last, after the products and groups have been changed.
+    monkeypatch.setattr("bot.catalog.audit.append", fail)
+    with pytest.raises(RuntimeError):
+        load_catalog(runtime, CATALOG.split("  - id: zoom")[0], actor="t")
+    assert snapshot(runtime) == before
