@@ -8,6 +8,7 @@ works on a fresh database. Every refusal ends as one ``licensebot: <message>`` l
 from __future__ import annotations
 
 import getpass
+import sys
 from pathlib import Path
 from typing import IO, Any
 
@@ -102,7 +103,7 @@ def actor() -> str:
 def _read_text(path: str, error: type[InputError]) -> str:
     """The file (``-`` for stdin) as text; a byte-order mark is dropped."""
     try:
-        data = click.get_binary_stream("stdin").read() if path == "-" else Path(path).read_bytes()
+        data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
     except OSError as exc:
         raise error(f"{path}: cannot read it ({exc.strerror or exc}).") from None
     try:
@@ -360,7 +361,7 @@ def audit_group() -> None:
 @pass_state
 def audit_export_command(state: _State, fmt: audit_export.Format) -> None:
     """Write every audit entry to stdout, oldest first."""
-    audit_export.export(state.runtime(), click.get_text_stream("stdout"), fmt=fmt)
+    audit_export.export(state.runtime(), sys.stdout, fmt=fmt)
 
 
 @audit_group.command("verify")
