@@ -30,17 +30,20 @@ class Runtime:
 
 def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     """Open the database (migrating it to the newest schema) and the key vault."""
+    # Keys first: a bad key must not leave a database connection behind.
+    vault = Vault(settings.encryption_keys())
     db = Database(settings.database_url)
     try:
         db.upgrade()
     except Exception as exc:  # any driver error: the message must say which setting to check
+        db.dispose()
         cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise ConfigError(
             f"Cannot open the database at DATABASE_URL ({type(exc).__name__}: {cause})."
         ) from None
     return Runtime(
         db=db,
-        vault=Vault(settings.encryption_keys()),
+        vault=vault,
         clock=clock or SystemClock(),
         admins=settings.admins,
         it_channel=settings.licensebot_it_channel,

@@ -78,15 +78,18 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 3000) -> N
     token, secret = settings.require_slack()
     configure_logging()
     rt = build_runtime(settings)
-    bot = assemble(rt, token=token, signing_secret=secret, api_url=settings.slack_api_url)
-    server = BotServer(bot, host=host, port=port)
+    try:
+        bot = assemble(rt, token=token, signing_secret=secret, api_url=settings.slack_api_url)
+        server = BotServer(bot, host=host, port=port)
 
-    def _stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("event=stopping signal=%s", signum)
-        server.close_listener()
+        def _stop(signum: int, _frame: FrameType | None) -> None:
+            log.info("event=stopping signal=%s", signum)
+            server.close_listener()
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    log.info("event=serving url=%s", server.url)
-    print(f"licensebot: serving on {server.url} (POST /slack/events, GET /healthz)", flush=True)
-    server.run()
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+        log.info("event=serving url=%s", server.url)
+        print(f"licensebot: serving on {server.url} (POST /slack/events, GET /healthz)", flush=True)
+        server.run()
+    finally:
+        rt.db.dispose()
