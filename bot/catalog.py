@@ -390,6 +390,14 @@ def _infos(
     return out
 
 
+def product_info(session: Session, product_id: str) -> ProductInfo:
+    """One product with its seat counts, inside a caller's transaction (active or not)."""
+    found = _infos(session, active_only=False, product_id=product_id)
+    if not found:
+        raise UnknownProduct(product_id, [])
+    return found[0]
+
+
 def list_products(rt: Runtime, *, active_only: bool = True) -> list[ProductInfo]:
     with rt.db.read() as session:
         return _infos(session, active_only=active_only)

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from decimal import Decimal
+from datetime import UTC, datetime
 
-from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from bot import delivery, routing
+from bot import catalog, delivery, routing
+from bot.catalog import ProductInfo
 from bot.runtime import Runtime
 from storage.models import (
     Assignment,
     Decision,
-    LicenseKey,
     LicenseRequest,
     Product,
     StepApprover,
@@ -24,20 +22,6 @@ from storage.models import (
 def utc(at: datetime) -> datetime:
     # SQLite returns naive datetimes; every stored time is UTC.
     return at if at.tzinfo else at.replace(tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class ProductSummary:
-    id: str
-    name: str
-    vendor: str
-    delivery: str  # key | seat
-    seats: int
-    seats_left: int
-    cost_per_seat: Decimal
-    renewal_date: date | None
-    approval: list[str]
-    auto_approve: bool
 
 
 @dataclass(frozen=True)
@@ -52,7 +36,7 @@ class DecisionView:
 @dataclass(frozen=True)
 class RequestCard:
     id: int
-    product: ProductSummary
+    product: ProductInfo
     requester_id: str
     requested_by: str
     justification: str
@@ -90,35 +74,8 @@ class Overview:
     waiting_for_me: list[RequestCard] = field(default_factory=list)
 
 
-def product_summary(session: Session, product: Product) -> ProductSummary:
-    taken = delivery.seats_taken(session, product.id)
-    left = max(product.seats - taken, 0)
-    if product.delivery == "key":
-        held = select(Assignment.key_id).where(col(Assignment.key_id).is_not(None))
-        free_keys = session.exec(
-            select(func.count())
-            .select_from(LicenseKey)
-            .where(LicenseKey.product_id == product.id, col(LicenseKey.id).not_in(held))
-        ).one()
-        left = min(left, free_keys)
-    return ProductSummary(
-        id=product.id,
-        name=product.name,
-        vendor=product.vendor,
-        delivery=product.delivery,
-        seats=product.seats,
-        seats_left=left,
-        cost_per_seat=Decimal(product.cost_per_seat),
-        renewal_date=product.renewal_date,
-        approval=list(product.approval),
-        auto_approve=product.auto_approve,
-    )
-
-
 def _card(session: Session, req: LicenseRequest) -> RequestCard:
     assert req.id is not None
-    product = session.get(Product, req.product_id)
-    assert product is not None
     decisions = [
         DecisionView(d.step, d.decider_id, d.outcome, d.reason, utc(d.decided_at))
         for d in session.exec(
@@ -137,7 +94,7 @@ def _card(session: Session, req: LicenseRequest) -> RequestCard:
             why[row.step] = row.why
     return RequestCard(
         id=req.id,
-        product=product_summary(session, product),
+        product=catalog.product_info(session, req.product_id),
         requester_id=req.requester_id,
         requested_by=req.requested_by,
         justification=req.justification,
@@ -205,11 +162,3 @@ def overview(rt: Runtime, user_id: str) -> Overview:
             requests=[_card(session, r) for r in mine],
             waiting_for_me=[_card(session, r) for r in waiting],
         )
-
-
-def catalog(rt: Runtime) -> list[ProductSummary]:
-    with rt.db.read() as session:
-        products = session.exec(
-            select(Product).where(col(Product.active).is_(True)).order_by(col(Product.id))
-        ).all()
-        return [product_summary(session, p) for p in products]

@@ -23,8 +23,9 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+from bot.catalog import ProductInfo
 from bot.delivery import RevealedKey
-from bot.overview import DecisionView, LicenseView, Overview, ProductSummary, RequestCard
+from bot.overview import DecisionView, LicenseView, Overview, RequestCard
 from bot.requests import SubmitResult
 from handlers import ids
 
@@ -593,7 +594,7 @@ def my_licenses(licenses: list[LicenseView]) -> Message:
     return _message(f"You have {_plural(len(licenses), 'license')}.", blocks)
 
 
-def _catalog_entry(product: ProductSummary) -> str:
+def _catalog_entry(product: ProductInfo) -> str:
     product_id = _fit(product.id, 100)
     return (
         f"*{_name(product.name)}* — {_fit(product.vendor, 200)}\n"
@@ -604,7 +605,7 @@ def _catalog_entry(product: ProductSummary) -> str:
     )
 
 
-def catalog_list(products: list[ProductSummary]) -> Message:
+def catalog_list(products: list[ProductInfo]) -> Message:
     """``/license catalog``: everything one can ask for, several products per block if needed."""
     if not products:
         line = "The catalog is empty; ask IT to load it."
@@ -697,14 +698,14 @@ def _modal(
     return view
 
 
-def _product_option(product: ProductSummary) -> dict[str, Any]:
+def _product_option(product: ProductInfo) -> dict[str, Any]:
     label = f"{product.name} ({product.vendor})"
     # Options are plain text: no escaping, and emoji codes in a name stay as typed.
     return {"text": {"type": "plain_text", "text": clip(label, OPTION_TEXT)}, "value": product.id}
 
 
 def request_modal(
-    products: list[ProductSummary], *, initial_product: str | None = None
+    products: list[ProductInfo], *, initial_product: str | None = None
 ) -> dict[str, Any]:
     """The request form (``/license request`` without arguments, and the global shortcut)."""
     # A longer ID could not come back in an option value; such a product is requested by command.
@@ -712,7 +713,7 @@ def request_modal(
     if not usable:
         empty = [_section("The catalog is empty; ask IT to load it.", block_id="empty")]
         return _modal("Request a license", empty, callback_id=ids.VIEW_REQUEST, close="Close")
-    shown: list[ProductSummary] = []
+    shown: list[ProductInfo] = []
     options: list[dict[str, Any]] = []
     size = 0
     for item in usable[:MAX_MODAL_OPTIONS]:

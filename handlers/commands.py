@@ -11,7 +11,7 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot import overview, requests
+from bot import catalog, overview, requests
 from bot.errors import LicenseBotError
 from bot.runtime import Runtime
 from handlers import blocks, ids
@@ -70,7 +70,7 @@ def handle_command_license(
         elif sub == "mine":
             _reply(ack, blocks.my_licenses(overview.my_licenses(rt, user)))
         elif sub == "catalog":
-            _reply(ack, blocks.catalog_list(overview.catalog(rt)))
+            _reply(ack, blocks.catalog_list(catalog.list_products(rt)))
         elif sub in ("", "help"):
             _reply(ack, blocks.help_text())
         else:
@@ -97,7 +97,7 @@ def _open_request_modal(
     try:
         client.views_open(
             trigger_id=trigger_id,
-            view=blocks.request_modal(overview.catalog(rt), initial_product=initial),
+            view=blocks.request_modal(catalog.list_products(rt), initial_product=initial),
         )
     except SlackApiError as exc:
         log.warning("event=views_open_failed error=%s", exc.response.get("error"))

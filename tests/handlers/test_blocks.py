@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
+from bot.catalog import ProductInfo
 from bot.delivery import RevealedKey
-from bot.overview import DecisionView, LicenseView, Overview, ProductSummary, RequestCard
+from bot.overview import DecisionView, LicenseView, Overview, RequestCard
 from bot.requests import SubmitResult
 from bot.slacksim.blockkit import validate_blocks, validate_view
 from handlers import blocks, ids
@@ -39,7 +40,7 @@ assert len(EVIL) > 10_000
 # Domain values, built directly (frozen dataclasses, no database)
 
 
-def product(i: int = 0, **over: Any) -> ProductSummary:
+def product(i: int = 0, **over: Any) -> ProductInfo:
     values: dict[str, Any] = {
         "id": f"prod{i:03d}" if i else "figma",
         "name": f"Product {i}" if i else "Figma",
@@ -49,11 +50,12 @@ def product(i: int = 0, **over: Any) -> ProductSummary:
         "seats_left": 3,
         "cost_per_seat": Decimal("599"),
         "renewal_date": date(2027, 3, 1),
-        "approval": ["manager", "it-team"],
+        "approval": ("manager", "it-team"),
         "auto_approve": False,
+        "seats_taken": 7,
     }
     values.update(over)
-    return ProductSummary(**values)
+    return ProductInfo(**values)
 
 
 def decision(step: int, outcome: str, decider: str = "UMGR", reason: str = "") -> DecisionView:
