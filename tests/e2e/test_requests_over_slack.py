@@ -265,3 +265,36 @@ def test_two_approvers_clicking_at_once_make_one_decision(
         )
         == 1
     )
+
+
+def test_app_home_lists_my_open_requests_with_their_status(
+    slack: SlackSim, sender: SlackSender
+) -> None:
+    sender.slash(EMPLOYEE, "request intellij")
+    slack.wait_for(dm_with(slack, MANAGER, "1 of 2"))
+    sender.app_home_opened(EMPLOYEE)
+    home = slack.wait_for(lambda: slack.home(EMPLOYEE))
+    assert "IntelliJ" in home.all_text and f"<@{MANAGER}>" in home.all_text
+    assert "1 of 2" in home.all_text
+
+
+def test_healthz_says_503_when_the_database_is_gone(slack: SlackSim, runtime: Runtime) -> None:
+    from bot.app import assemble
+    from storage.db import Database
+    from tests.e2e.conftest import TOKEN
+
+    gone = Runtime(
+        db=Database("postgresql+psycopg://postgres@127.0.0.1:1/none"),
+        vault=runtime.vault,
+        clock=runtime.clock,
+    )
+    server = BotServer(
+        assemble(gone, token=TOKEN, signing_secret=SECRET, api_url=slack.api_url), port=0
+    )
+    server.start()
+    try:
+        answer = httpx.get(server.url + "/healthz")
+        assert answer.status_code == 503 and answer.json()["ok"] is False
+    finally:
+        server.stop()
+        gone.db.dispose()

@@ -150,3 +150,24 @@ def test_unreachable_slack_api_is_one_clear_line(
     )
     assert done.returncode != 0
     assert "SLACK_API_URL" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_settings_come_from_a_dotenv_file_too(
+    database_url: str, tmp_path: Path, sim: SlackSim, encryption_key: str
+) -> None:
+    (tmp_path / ".env").write_text(
+        f"SLACK_BOT_TOKEN=xoxb-from-dotenv\nSLACK_SIGNING_SECRET={SECRET}\n"
+        f"SLACK_API_URL={sim.api_url}\nLICENSEBOT_ENCRYPTION_KEYS={encryption_key}\n"
+    )
+    done = subprocess.run(
+        [LICENSEBOT, "serve"],
+        env=base_env(database_url),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    # The sim refuses this token: proof that .env's token and API URL were the ones used.
+    assert done.returncode != 0 and "SLACK_BOT_TOKEN" in done.stderr
+    assert [c.method for c in sim.calls] == ["auth.test"]
+    assert sim.calls[0].error == "invalid_auth"
