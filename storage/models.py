@@ -57,12 +57,16 @@ class RoleGrant(SQLModel, table=True):
 
 class LicenseRequest(SQLModel, table=True):
     __tablename__ = "license_request"
+    __table_args__ = (UniqueConstraint("origin_key", name="uq_license_request_origin_key"),)
 
     id: int | None = Field(default=None, primary_key=True)
     product_id: str = Field(foreign_key="product.id", index=True, max_length=64)
     requester_id: str = Field(index=True, max_length=32)  # who gets the license
     requested_by: str = Field(max_length=32)  # who asked (a manager may ask for a new hire)
     justification: str = Field(default="", sa_column=Column(Text, nullable=False))
+    # Where the request came from when that can arrive twice (a modal's view ID): the unique
+    # constraint makes a second submission of the same modal find the first request.
+    origin_key: str | None = Field(default=None, max_length=255)
     # pending -> approved | denied | waitlisted (-> approved when a seat frees up)
     status: str = Field(default="pending", index=True, max_length=16)
     step: int = 0  # index into route of the step now open
@@ -157,3 +161,12 @@ class OutboxMessage(SQLModel, table=True):
     created_at: datetime = _utc()
     sent_at: datetime | None = _utc(default=None, nullable=True)
     last_error: str = ""
+
+
+class ProcessedEvent(SQLModel, table=True):
+    """Events API deliveries already handled: Slack retries and duplicates are acked and skipped."""
+
+    __tablename__ = "processed_event"
+
+    event_id: str = Field(primary_key=True, max_length=64)
+    received_at: datetime = _utc()
