@@ -4,17 +4,31 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sqlalchemy.exc import IntegrityError
+
 from bot import notifications
 from bot.runtime import Runtime
+from storage.models import ProcessedEvent
 
 
-def refresh_home(rt: Runtime, user_id: str) -> None:
-    """Queue a fresh App Home for ``user_id``."""
-    with rt.db.transaction() as session:
-        notifications.queue(
-            session, notifications.HOME_REFRESH, now=rt.clock.now(), user_id=user_id
-        )
+def refresh_home(rt: Runtime, user_id: str, *, event_id: str | None = None) -> bool:
+    """Queue a fresh App Home for ``user_id``; False if this event was handled before.
+
+    The event ID is recorded in the same transaction as the work, so a retry of an event
+    whose first delivery failed half-way is still handled, and a duplicate never is.
+    """
+    try:
+        with rt.db.transaction() as session:
+            if event_id:
+                session.add(ProcessedEvent(event_id=event_id[:64], received_at=rt.clock.now()))
+                session.flush()
+            notifications.queue(
+                session, notifications.HOME_REFRESH, now=rt.clock.now(), user_id=user_id
+            )
+    except IntegrityError:
+        return False
     rt.wake_dispatcher()
+    return True
 
 
 def reply_later(rt: Runtime, response_url: str, text: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from bot import approvals, catalog, delivery, roles
@@ -36,10 +37,54 @@ def submit(
     product_id: str,
     justification: str,
     for_user: str | None = None,
+    origin_key: str | None = None,
 ) -> SubmitResult:
-    """Create a request for ``for_user`` (default: the asker) and open its first step."""
+    """Create a request for ``for_user`` (default: the asker) and open its first step.
+
+    ``origin_key`` names where the request came from when that can arrive twice (a modal's
+    view ID): the second arrival gets the first one's result and creates nothing.
+    """
+    try:
+        return _submit(
+            rt,
+            asked_by=asked_by,
+            product_id=product_id,
+            justification=justification,
+            for_user=for_user,
+            origin_key=origin_key,
+        )
+    except IntegrityError:
+        # The same origin committed between our look-up and our insert (PostgreSQL).
+        if origin_key is None or (earlier := _by_origin(rt, origin_key)) is None:
+            raise
+        return earlier
+
+
+def _by_origin(rt: Runtime, origin_key: str) -> SubmitResult | None:
+    with rt.db.read() as session:
+        req = session.exec(
+            select(LicenseRequest).where(LicenseRequest.origin_key == origin_key)
+        ).first()
+        if req is None:
+            return None
+        product = session.get(Product, req.product_id)
+        assert product is not None
+        return _result(session, req, product)
+
+
+def _submit(
+    rt: Runtime,
+    *,
+    asked_by: str,
+    product_id: str,
+    justification: str,
+    for_user: str | None,
+    origin_key: str | None,
+) -> SubmitResult:
     requester = for_user or asked_by
     now = rt.clock.now()
+    if origin_key is not None and (earlier := _by_origin(rt, origin_key)) is not None:
+        return earlier
     with rt.db.transaction() as session:
         product = session.get(Product, product_id.strip().lower())
         if product is None or not product.active:
@@ -55,6 +100,7 @@ def submit(
             requested_by=asked_by,
             justification=justification,
             route=list(product.approval),
+            origin_key=origin_key,
             created_at=now,
             updated_at=now,
         )

@@ -109,7 +109,12 @@ def handle_view_request(ack: Ack, body: dict[str, Any], view: dict[str, Any], rt
         return
     try:
         result = requests.submit(
-            rt, asked_by=body["user"]["id"], product_id=product, justification=justification
+            rt,
+            asked_by=body["user"]["id"],
+            product_id=product,
+            justification=justification,
+            # Slack may deliver one submission twice; the view ID makes it one request.
+            origin_key=f"view:{view['id']}",
         )
     except LicenseBotError as exc:
         ack(response_action="errors", errors={ids.BLOCK_PRODUCT: message_for(exc)[:150]})
