@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
 from click.testing import CliRunner, Result
 from cryptography.fernet import Fernet
 from sqlmodel import select
@@ -21,6 +22,7 @@ from bot import audit_export
 from bot.cli import actor, cli
 from bot.runtime import Runtime
 from storage import audit
+from storage.db import alembic_config
 from storage.models import AuditEntry
 
 CATALOG = """
@@ -92,8 +94,9 @@ def test_db_upgrade_reports_what_it_did(env: dict[str, str | None]) -> None:
     second = invoke(env, "db", "upgrade")
 
     assert first.exit_code == 0
-    assert "upgraded from an empty schema to 0001" in first.stdout
-    assert "is already at the newest revision (0001)" in second.stdout
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert f"upgraded from an empty schema to {head}" in first.stdout
+    assert f"is already at the newest revision ({head})" in second.stdout
 
 
 def test_db_upgrade_hides_the_database_password() -> None:
