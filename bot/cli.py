@@ -19,7 +19,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot import audit_export, roles
+from bot import audit_export, outbox_status, roles
 from bot.catalog import list_products, load_catalog
 from bot.directory import import_directory, looks_like_user_id
 from bot.errors import (
@@ -192,6 +192,46 @@ def serve(state: _State, host: str, port: int) -> None:
     from bot.server import serve as run_server
 
     run_server(state.settings(), host=host, port=port)
+
+
+# --- outbox -----------------------------------------------------------------------------------
+
+
+@cli.group("outbox")
+def outbox_group() -> None:
+    """Notifications waiting for, or given up on by, the Slack dispatcher."""
+
+
+@outbox_group.command("list")
+@click.option(
+    "--status", type=click.Choice([*outbox_status.STATUSES, "all"]), default="all",
+    show_default=True, help="Which messages to show.",
+)
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@pass_state
+def outbox_list(state: _State, status: str, limit: int) -> None:
+    """Show queued notifications, newest first (failed ones say why)."""
+    lines = outbox_status.list_messages(
+        state.runtime(), status=None if status == "all" else status, limit=limit
+    )
+    if not lines:
+        click.echo("The outbox is empty." if status == "all" else f"No {status} messages.")
+        return
+    for line in lines:
+        when = (line.sent_at or line.next_attempt_at).isoformat(timespec="seconds")
+        click.echo(
+            f"{line.id}\t{line.kind}\t{line.status}\tattempts={line.attempts}\t{when}\t"
+            f"{line.about}\t{line.last_error}".rstrip()
+        )
+
+
+@outbox_group.command("retry")
+@click.argument("ids", nargs=-1, type=int)
+@pass_state
+def outbox_retry(state: _State, ids: tuple[int, ...]) -> None:
+    """Queue failed messages again (all failed ones, or the IDs given)."""
+    count = outbox_status.retry_failed(state.runtime(), actor=actor(), ids=list(ids) or None)
+    click.echo(f"Queued {count} failed message{'s' if count != 1 else ''} again.")
 
 
 # --- catalog ----------------------------------------------------------------------------------

@@ -64,9 +64,8 @@ class SlackNotifier:
             if status == 429:
                 retry = exc.response.headers.get("Retry-After", "1")
                 raise DeliveryFailed("ratelimited", retry_after=float(retry)) from None
-            raise DeliveryFailed(
-                f"{error or 'http_' + str(status)}", permanent=status < 500 and error in PERMANENT
-            ) from None
+            reason = f"{error} (HTTP {status})" if error else f"HTTP {status}"
+            raise DeliveryFailed(reason, permanent=status < 500 and error in PERMANENT) from None
         except (SlackRequestError, OSError) as exc:
             raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from None
 
