@@ -481,6 +481,11 @@ class SlackSim:
                 _Fault(status=status, retry_after=retry_after, error=error, times=times)
             )
 
+    def clear_faults(self) -> None:
+        """Slack is healthy again: forget every failure still queued by ``fail_next``."""
+        with self._lock:
+            self._faults.clear()
+
     # -- inspection --
 
     @property

@@ -2,39 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from bot.slacksim.sender import SlackSender
 from bot.slacksim.server import SlackSim
 from tests.e2e.conftest import SECRET, TOKEN
-
-LICENSEBOT = str(Path(sys.executable).with_name("licensebot"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def base_env(database_url: str, **extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("SLACK_", "LICENSEBOT_", "DATABASE_URL"))
-    }
-    env.update(DATABASE_URL=database_url, **extra)
-    return env
+from tests.e2e.processes import LICENSEBOT, ServeProcess, base_env, free_port
 
 
 @pytest.fixture
@@ -96,7 +73,6 @@ def test_a_token_slack_refuses_is_reported_at_start(
 def test_serve_answers_healthz_and_signed_commands(
     database_url: str, tmp_path: Path, sim: SlackSim, encryption_key: str
 ) -> None:
-    port = free_port()
     env = base_env(
         database_url,
         SLACK_BOT_TOKEN=TOKEN,
@@ -104,34 +80,15 @@ def test_serve_answers_healthz_and_signed_commands(
         SLACK_API_URL=sim.api_url,
         LICENSEBOT_ENCRYPTION_KEYS=encryption_key,
     )
-    proc = subprocess.Popen(
-        [LICENSEBOT, "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    bot = ServeProcess(env, tmp_path)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url + "/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "serve did not answer /healthz"
-            time.sleep(0.1)
         assert sim.calls_to("auth.test"), "the start-up check must use SLACK_API_URL"
-        with SlackSender(sim, url + "/slack/events", SECRET) as sender:
+        with SlackSender(sim, bot.url + "/slack/events", SECRET) as sender:
             answer = sender.slash("UEMP00001", "help")
         assert answer.status_code == 200 and "/license request" in answer.text
     finally:
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
+        err = bot.stop()
+    assert bot.proc.returncode == 0, err
     assert "Traceback" not in err
 
 
