@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import timedelta
 
 from bot.notifications import DeliveryFailed, Notifier
@@ -41,11 +42,20 @@ class Dispatcher:
         self._thread = threading.Thread(target=self._loop, name="outbox-dispatcher", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, *, drain_until: float | None = None) -> None:
+        """Stop the thread; with ``drain_until`` (a ``time.monotonic`` deadline) first deliver
+        what is due, so work acknowledged just before a shutdown still reaches Slack."""
         self._stop.set()
         self._wake.set()
         if self._thread:
             self._thread.join(timeout=10)
+        while drain_until is not None and time.monotonic() < drain_until:
+            try:
+                if not self.run_once():
+                    return
+            except Exception:  # a database error ends the drain; what is left is delivered later
+                log.exception("event=drain_failed")
+                return
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -6,6 +6,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from types import FrameType
 from typing import Any
 
@@ -19,6 +20,8 @@ from bot.settings import Settings
 log = logging.getLogger("licensebot.server")
 
 THREADS = 16
+# How long shutdown waits for in-flight requests, then for queued notifications.
+GRACE_SECONDS = 20.0
 
 
 class BotServer:
@@ -44,16 +47,37 @@ class BotServer:
         self._thread.start()
 
     def run(self) -> None:
-        """Serve until ``close_listener``; the socket is closed by this thread, not another."""
+        """Serve until ``close_listener``, then drain: no new connections, in-flight requests
+        answered, queued notifications delivered (within ``GRACE_SECONDS``)."""
         self.bot.dispatcher.start()
         try:
             while not self._stopping.is_set():
                 wasyncore.loop(timeout=0.2, map=self._map, use_poll=True, count=1)
+            self._drain_requests(time.monotonic() + GRACE_SECONDS)
         finally:
             # Keep-alive connections are channels in the map too: close them with the listener.
             wasyncore.close_all(self._map)
-            self._server.task_dispatcher.shutdown()
-            self.bot.dispatcher.stop()
+            self._server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
+            self.bot.dispatcher.stop(drain_until=time.monotonic() + GRACE_SECONDS)
+
+    def _drain_requests(self, deadline: float) -> None:
+        # The listening socket goes first (new connections are refused); the loop keeps
+        # running so that responses of requests already in the worker threads get written.
+        self._server.close()
+        tasks = self._server.task_dispatcher
+        while time.monotonic() < deadline:
+            busy = (
+                tasks.active_count
+                or tasks.queue
+                or any(
+                    getattr(ch, "requests", None) or getattr(ch, "total_outbufs_len", 0)
+                    for ch in list(self._map.values())
+                )
+            )
+            if not busy:
+                return
+            wasyncore.loop(timeout=0.05, map=self._map, use_poll=True, count=1)
+        log.warning("event=shutdown_grace_expired")
 
     def close_listener(self) -> None:
         """Stop accepting requests; ``run`` then returns."""

@@ -284,6 +284,8 @@ class SlackSim:
         self.scopes: tuple[str, ...] = tuple(scopes)
         self.now = now
         self.rate_limit_per_channel_per_second: float | None = None
+        # Seconds every Web API call takes before it answers (a slow Slack), outside the lock.
+        self.latency: float = 0.0
         self._host = host
         self._port = port
         self._lock = threading.RLock()
@@ -714,6 +716,8 @@ class SlackSim:
     def _handle_api(
         self, method: str, query: str, headers: Mapping[str, str], body: bytes
     ) -> tuple[int, dict[str, str], bytes]:
+        if self.latency:
+            time.sleep(self.latency)
         args: JSONDict = dict(parse_qsl(query, keep_blank_values=True))
         bad_json = False
         if body:

@@ -1,8 +1,10 @@
-"""A bot killed after a decision, before Slack got the news, tells everyone after a restart."""
+"""The bot as a process: killed mid-work it loses nothing; stopped with SIGTERM it drains."""
 
 from __future__ import annotations
 
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from bot.slacksim.server import SlackSim
 from storage.db import Database
 from storage.models import OutboxMessage
 from tests import company
-from tests.company import EMPLOYEE, IT1, IT2, MANAGER
+from tests.company import EMPLOYEE, IT1, IT2, MANAGER, NEWHIRE
 from tests.e2e.conftest import PEOPLE, SECRET, TOKEN, dm_with
 from tests.e2e.processes import LICENSEBOT, ServeProcess, base_env
 
@@ -27,9 +29,9 @@ def sim() -> Iterator[SlackSim]:
         yield s
 
 
-def test_notifications_of_a_decision_survive_a_kill(
-    sim: SlackSim, database_url: str, encryption_key: str, tmp_path: Path
-) -> None:
+@pytest.fixture
+def env(sim: SlackSim, database_url: str, encryption_key: str, tmp_path: Path) -> dict[str, str]:
+    """Settings for a bot talking to ``sim``, with the sample company loaded by the CLI."""
     env = base_env(
         database_url,
         SLACK_BOT_TOKEN=TOKEN,
@@ -41,6 +43,12 @@ def test_notifications_of_a_decision_survive_a_kill(
     (tmp_path / "people.csv").write_text(company.DIRECTORY)
     for args in (["catalog", "load", "catalog.yml"], ["directory", "import", "people.csv"]):
         subprocess.run([LICENSEBOT, *args], env=env, cwd=tmp_path, check=True, capture_output=True)
+    return env
+
+
+def test_notifications_of_a_decision_survive_a_kill(
+    sim: SlackSim, env: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
     db = Database(database_url)
 
     def pending() -> list[OutboxMessage]:
@@ -61,7 +69,6 @@ def test_notifications_of_a_decision_survive_a_kill(
                 timeout=10,
                 what="three notifications tried once",
             )
-        bot.kill()
     finally:
         bot.kill()
 
@@ -78,3 +85,25 @@ def test_notifications_of_a_decision_survive_a_kill(
         err = bot.stop()
         db.dispose()
     assert bot.proc.returncode == 0, err
+
+
+def test_sigterm_answers_in_flight_requests_and_delivers_queued_notifications(
+    sim: SlackSim, env: dict[str, str], tmp_path: Path
+) -> None:
+    bot = ServeProcess(env, tmp_path)
+    sim.latency = 1.0  # every Slack call now takes a second
+    answers: list[int] = []
+    with SlackSender(sim, bot.url + "/slack/events", SECRET) as sender:
+        assert sender.slash(EMPLOYEE, "request figma").status_code == 200  # card being sent
+        # Opening the form waits on views.open: this request is in flight at SIGTERM.
+        opening = threading.Thread(
+            target=lambda: answers.append(sender.slash(NEWHIRE, "request").status_code)
+        )
+        opening.start()
+        time.sleep(0.3)
+        err = bot.stop()
+        opening.join(timeout=30)
+    assert bot.proc.returncode == 0, err
+    assert answers == [200]
+    assert sim.open_modal(NEWHIRE) is not None
+    assert [m for m in sim.messages_in(sim.dm_channel(MANAGER)) if "Figma" in m.all_text]
