@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_bolt.error import BoltError
@@ -15,6 +16,7 @@ from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
 
 from bot.dispatcher import Dispatcher
 from bot.errors import ConfigError
+from bot.metrics import Metrics
 from bot.runtime import Runtime
 from handlers import commands, events, interactions, replies
 from handlers.notifier import SlackNotifier, quiet_logger
@@ -74,7 +76,8 @@ def assemble(
 
 
 def _wsgi(rt: Runtime, bolt: App) -> WSGIApp:
-    slack = SlackRequestHandler(bolt, path="/slack/events")
+    metrics = Metrics(rt)
+    slack = metrics.observe(SlackRequestHandler(bolt, path="/slack/events"))
 
     def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -88,6 +91,9 @@ def _wsgi(rt: Runtime, bolt: App) -> WSGIApp:
             return [b'{"ok":true}']
         if path == "/slack/events":
             return slack(environ, start_response)
+        if path == "/metrics":
+            start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST)])
+            return [metrics.exposition()]
         start_response("404 Not Found", [("Content-Type", "application/json")])
         return [b'{"ok":false,"error":"not_found"}']
 

@@ -38,6 +38,7 @@ def open_step(session: Session, rt: Runtime, req: LicenseRequest, *, now: dateti
     session.flush()
     audit.append(
         session,
+        rt.audit_keys,
         at=now,
         actor=SYSTEM_ACTOR,
         action="step.opened",
@@ -72,6 +73,7 @@ def approve_automatically(
     )
     audit.append(
         session,
+        rt.audit_keys,
         at=now,
         actor=SYSTEM_ACTOR,
         action="request.approved",
@@ -124,6 +126,7 @@ def decide(
             ) from None
         audit.append(
             session,
+            rt.audit_keys,
             at=now,
             actor=actor,
             action="step.approved" if approve else "step.denied",
@@ -139,6 +142,7 @@ def decide(
             req.closed_at = now
             audit.append(
                 session,
+                rt.audit_keys,
                 at=now,
                 actor=actor,
                 action="request.denied",
@@ -156,6 +160,7 @@ def decide(
             req.closed_at = now
             audit.append(
                 session,
+                rt.audit_keys,
                 at=now,
                 actor=actor,
                 action="request.approved",

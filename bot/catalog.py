@@ -302,6 +302,7 @@ def load_catalog(
         )
         audit.append(
             session,
+            rt.audit_keys,
             at=now,
             actor=actor,
             action="catalog.loaded",

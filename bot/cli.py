@@ -19,8 +19,9 @@ from cryptography.fernet import Fernet
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot import audit_export, outbox_status, roles
+from bot import audit_export, backup, jobs, outbox_status, roles, rotation, scheduler
 from bot.catalog import list_products, load_catalog
+from bot.clock import SystemClock
 from bot.directory import import_directory, looks_like_user_id
 from bot.errors import (
     CatalogError,
@@ -31,7 +32,7 @@ from bot.errors import (
     LicenseBotError,
 )
 from bot.keys import import_keys
-from bot.runtime import Runtime, build_runtime
+from bot.runtime import Runtime, build_runtime, open_database
 from bot.settings import Settings, load_settings
 from storage import audit
 from storage.db import Database
@@ -72,6 +73,7 @@ class _State:
     def __init__(self) -> None:
         self._settings: Settings | None = None
         self._runtime: Runtime | None = None
+        self._database: Database | None = None
 
     def settings(self) -> Settings:
         if self._settings is None:
@@ -83,9 +85,17 @@ class _State:
             self._runtime = build_runtime(self.settings())
         return self._runtime
 
+    def database(self) -> Database:
+        """The migrated database alone, for commands that never decrypt (backup, restore)."""
+        if self._database is None:
+            self._database = open_database(self.settings())
+        return self._database
+
     def close(self) -> None:
         if self._runtime is not None:
             self._runtime.db.dispose()
+        if self._database is not None:
+            self._database.dispose()
 
 
 pass_state = click.make_pass_decorator(_State)
@@ -204,8 +214,11 @@ def outbox_group() -> None:
 
 @outbox_group.command("list")
 @click.option(
-    "--status", type=click.Choice([*outbox_status.STATUSES, "all"]), default="all",
-    show_default=True, help="Which messages to show.",
+    "--status",
+    type=click.Choice([*outbox_status.STATUSES, "all"]),
+    default="all",
+    show_default=True,
+    help="Which messages to show.",
 )
 @click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
 @pass_state
@@ -232,6 +245,33 @@ def outbox_retry(state: _State, ids: tuple[int, ...]) -> None:
     """Queue failed messages again (all failed ones, or the IDs given)."""
     count = outbox_status.retry_failed(state.runtime(), actor=actor(), ids=list(ids) or None)
     click.echo(f"Queued {count} failed message{'s' if count != 1 else ''} again.")
+
+
+# --- jobs -------------------------------------------------------------------------------------
+
+
+@cli.group("jobs")
+def jobs_group() -> None:
+    """Scheduled jobs (they run inside `licensebot serve`)."""
+
+
+@jobs_group.command("list")
+@pass_state
+def jobs_list(state: _State) -> None:
+    """Each scheduled job, its schedule and its next run."""
+    for line in scheduler.describe(state.runtime()):
+        nxt = line.next_run.isoformat(timespec="minutes") if line.next_run else "-"
+        click.echo(f"{line.id}\t{line.cron}\tnext {nxt}\t{line.description}")
+
+
+@jobs_group.command("run")
+@click.argument("job_id", type=click.Choice(sorted(jobs.JOBS)))
+@pass_state
+def jobs_run(state: _State, job_id: str) -> None:
+    """Run one job now, exactly as the scheduler would (once per period)."""
+    rt = state.runtime()
+    did = jobs.JOBS[job_id].run(rt, rt.clock.now())
+    click.echo(f"{job_id}: done." if did else f"{job_id}: already done for this period.")
 
 
 # --- catalog ----------------------------------------------------------------------------------
@@ -382,6 +422,59 @@ def keys_generate() -> None:
     click.echo(Fernet.generate_key().decode("ascii"))
 
 
+@keys.command("rotate")
+@click.option(
+    "--batch-size",
+    default=rotation.BATCH,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Keys re-encrypted per transaction.",
+)
+@pass_state
+def keys_rotate(state: _State, batch_size: int) -> None:
+    """Re-encrypt every stored key under the first key of LICENSEBOT_ENCRYPTION_KEYS.
+
+    Safe to interrupt and re-run: it continues where it stopped. Afterwards the old keys can be
+    removed from LICENSEBOT_ENCRYPTION_KEYS.
+    """
+    count = rotation.rotate_keys(state.runtime(), actor=actor(), batch=batch_size)
+    click.echo(
+        f"Re-encrypted {count} license keys under the first key of LICENSEBOT_ENCRYPTION_KEYS; "
+        "every stored key is now under it."
+    )
+
+
+# --- backup -----------------------------------------------------------------------------------
+
+
+@cli.command("backup")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@pass_state
+def backup_command(state: _State, file: Path) -> None:
+    """Write a consistent snapshot of all data to FILE (keys stay encrypted).
+
+    The encryption keys and the audit keys are NOT in the file: keep them safe separately.
+    """
+    info = backup.create_backup(state.database(), file, now=SystemClock().now())
+    click.echo(
+        f"Backed up {info.rows} rows from {len(info.tables)} tables to {file} (schema revision "
+        f"{info.revision}). It holds no encryption or audit keys: keep those separately."
+    )
+
+
+@cli.command("restore")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@pass_state
+def restore_command(state: _State, file: Path) -> None:
+    """Load the backup FILE into an empty database (all or nothing)."""
+    info = backup.restore_backup(state.database(), file)
+    click.echo(
+        f"Restored {info.rows} rows into {len(info.tables)} tables from {file} (taken "
+        f"{info.created_at.isoformat()}). Start licensebot with the same "
+        "LICENSEBOT_ENCRYPTION_KEYS and audit keys as the original, or the keys cannot be read."
+    )
+
+
 # --- audit ------------------------------------------------------------------------------------
 
 
@@ -398,21 +491,60 @@ def audit_group() -> None:
     default="jsonl",
     show_default=True,
 )
+@click.option("--since", help="Only entries at or after this ISO 8601 date or time (UTC if naive).")
+@click.option("--until", help="Only entries before this ISO 8601 date or time (UTC if naive).")
+@click.option("--actor", help="Only entries by this actor (a Slack user ID, cli:NAME, licensebot).")
+@click.option("--product", help="Only entries about this product ID.")
 @pass_state
-def audit_export_command(state: _State, fmt: audit_export.Format) -> None:
-    """Write every audit entry to stdout, oldest first."""
-    audit_export.export(state.runtime(), sys.stdout, fmt=fmt)
+def audit_export_command(
+    state: _State,
+    fmt: audit_export.Format,
+    since: str | None,
+    until: str | None,
+    actor: str | None,
+    product: str | None,
+) -> None:
+    """Write the audit entries to stdout, oldest first."""
+    # Parsed before the runtime is built: a typo must not wait on (or migrate) the database.
+    filters = audit_export.Filters(
+        since=audit_export.parse_when(since, option="--since") if since is not None else None,
+        until=audit_export.parse_when(until, option="--until") if until is not None else None,
+        actor=actor,
+        product=product,
+    )
+    audit_export.export(state.runtime(), sys.stdout, fmt=fmt, filters=filters)
 
 
 @audit_group.command("verify")
+@click.option(
+    "--sign-legacy",
+    is_flag=True,
+    help="First sign the unsigned entries written before audit signing existed (once, after "
+    "upgrading); only done when their hash chain is intact.",
+)
 @pass_state
-def audit_verify(state: _State) -> None:
-    """Check the hash chain: any edit, deletion or reordering is reported."""
-    with state.runtime().db.read() as session:
-        report = audit.verify(session)
-    if report.first_bad is not None:
-        raise LicenseBotError(
-            f"The audit log does not verify at entry {report.first_bad} "
-            f"({report.entries} entries before it are intact); it was altered."
-        )
-    click.echo(f"Audit log intact: {report.entries} entries, head {report.head}.")
+def audit_verify(state: _State, sign_legacy: bool) -> None:
+    """Check the hash chain and signatures: any edit, deletion, insertion or reordering shows."""
+    rt = state.runtime()
+    if sign_legacy:
+        try:
+            with rt.db.transaction() as session:
+                signed = audit.sign_legacy(session, rt.audit_keys)
+        except audit.AuditKeyError as exc:
+            raise LicenseBotError(f"{exc}.") from None
+        click.echo(f"Signed {signed} legacy entries with audit key id {rt.audit_keys.key_id}.")
+    with rt.db.read() as session:
+        report = audit.verify(session, rt.audit_keys)
+    if report.problem is not None:
+        raise LicenseBotError(f"The audit log does not verify: {report.problem}.")
+    click.echo(f"{report.entries} entries, chain intact, head {report.head}")
+
+
+@audit_group.command("generate-key")
+def audit_generate_key() -> None:
+    """Print a new audit signing key for LICENSEBOT_AUDIT_KEYS.
+
+    To rotate, put the new key first and keep the old ones after it, comma-separated: entries
+    signed with an old key verify as long as it stays in the list.
+    """
+    click.echo(audit.generate_key())

@@ -45,13 +45,14 @@ def fulfil(session: Session, rt: Runtime, req: LicenseRequest, *, now: datetime)
     """Give an approved request its key or seat, or put it in the product's queue."""
     assert req.id is not None
     product = _lock_product(session, req.product_id)
-    if not _assign(session, product, req, now=now):
+    if not _assign(session, rt, product, req, now=now):
         req.status = "waitlisted"
         req.waitlisted_at = now
         session.add(req)
         session.flush()
         audit.append(
             session,
+            rt.audit_keys,
             at=now,
             actor=SYSTEM_ACTOR,
             action="request.waitlisted",
@@ -62,7 +63,9 @@ def fulfil(session: Session, rt: Runtime, req: LicenseRequest, *, now: datetime)
         notifications.queue(session, notifications.IT_OUT_OF_STOCK, now=now, request_id=req.id)
 
 
-def _assign(session: Session, product: Product, req: LicenseRequest, *, now: datetime) -> bool:
+def _assign(
+    session: Session, rt: Runtime, product: Product, req: LicenseRequest, *, now: datetime
+) -> bool:
     assert req.id is not None
     if seats_taken(session, product.id) >= product.seats:
         return False
@@ -86,6 +89,7 @@ def _assign(session: Session, product: Product, req: LicenseRequest, *, now: dat
     session.flush()
     audit.append(
         session,
+        rt.audit_keys,
         at=now,
         actor=SYSTEM_ACTOR,
         action="key.assigned" if key_id is not None else "seat.assigned",
@@ -113,7 +117,7 @@ def assign_waitlisted(session: Session, rt: Runtime, product_id: str, *, now: da
         .order_by(col(LicenseRequest.waitlisted_at), col(LicenseRequest.id))
     ).all()
     for req in queue:
-        if not _assign(session, product, req, now=now):
+        if not _assign(session, rt, product, req, now=now):
             break
         served += 1
     return served
@@ -172,6 +176,7 @@ def reveal_key(rt: Runtime, *, actor: str, assignment_id: int) -> RevealedKey:
             ) from None
         audit.append(
             session,
+            rt.audit_keys,
             at=now,
             actor=actor,
             action="key.revealed",

@@ -81,6 +81,7 @@ def import_directory(
         )
         audit.append(
             session,
+            rt.audit_keys,
             at=now,
             actor=actor,
             action="directory.imported",

@@ -7,7 +7,8 @@ LicenseBotError                 anything licensebot refuses, with a message a pe
 │   ├── UnknownUser             the user is not in the directory
 │   ├── CatalogError            the catalog file is malformed (nothing was loaded)
 │   ├── DirectoryError          the directory CSV is malformed (nothing was imported)
-│   └── KeyImportError          the key file cannot be imported (nothing was imported)
+│   ├── KeyImportError          the key file cannot be imported (nothing was imported)
+│   └── BackupError             the backup file is unusable here (nothing was restored)
 ├── Conflict                    the action makes no sense in the current state
 │   ├── DuplicateRequest        the same user already has a pending request for that product
 │   ├── AlreadyHolds            the user already holds that product
@@ -61,6 +62,10 @@ class DirectoryError(InputError):
 
 class KeyImportError(InputError):
     """The key file cannot be imported; nothing was imported."""
+
+
+class BackupError(InputError):
+    """The backup file is damaged or does not fit this database; nothing was restored."""
 
 
 class Conflict(LicenseBotError):

@@ -84,6 +84,7 @@ def import_keys(
         duplicates = len(keys) - len(fresh)
         audit.append(
             session,
+            rt.audit_keys,
             at=now,
             actor=actor,
             action="keys.imported",

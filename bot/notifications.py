@@ -27,6 +27,7 @@ HOME_REFRESH = "home_refresh"  # user_id
 RESPOND = "respond"  # response_url, text: an ephemeral answer to an interaction
 NOTICE = "notice"  # user_id, text: a DM answer where there is no response_url (App Home)
 MASK_REVEAL = "mask_reveal"  # view_id: hide a revealed key again
+AUDIT_HEAD = "audit_head"  # entries, head, day: the audit chain's head for IT
 
 KINDS = frozenset(
     {
@@ -42,6 +43,7 @@ KINDS = frozenset(
         RESPOND,
         NOTICE,
         MASK_REVEAL,
+        AUDIT_HEAD,
     }
 )
 

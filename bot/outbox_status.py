@@ -73,6 +73,7 @@ def retry_failed(rt: Runtime, *, actor: str, ids: list[int] | None = None) -> in
         if rows:
             audit.append(
                 session,
+                rt.audit_keys,
                 at=now,
                 actor=actor,
                 action="outbox.retried",

@@ -109,6 +109,7 @@ def _submit(
         assert req.id is not None
         audit.append(
             session,
+            rt.audit_keys,
             at=now,
             actor=asked_by,
             action="request.created",

@@ -45,6 +45,7 @@ def grant(rt: Runtime, user_id: str, role: str, *, actor: str) -> bool:
         session.add(RoleGrant(user_id=user_id, role=role, granted_by=actor, granted_at=now))
         audit.append(
             session,
+            rt.audit_keys,
             at=now,
             actor=actor,
             action="role.granted",
@@ -65,6 +66,7 @@ def revoke(rt: Runtime, user_id: str, role: str, *, actor: str) -> bool:
         session.delete(row)
         audit.append(
             session,
+            rt.audit_keys,
             at=now,
             actor=actor,
             action="role.revoked",

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 
 from bot.clock import Clock, SystemClock
 from bot.errors import ConfigError
+from bot.rotation import check_stored_keys
 from bot.settings import Settings
+from storage.audit import AuditSigner
 from storage.db import Database
 from storage.vault import Vault
 
@@ -21,6 +23,7 @@ class Runtime:
     db: Database
     vault: Vault
     clock: Clock
+    audit_keys: AuditSigner  # signs every audit entry (LICENSEBOT_AUDIT_KEYS)
     admins: frozenset[str] = frozenset()
     it_channel: str | None = None
     reveal_seconds: int = 300
@@ -29,9 +32,42 @@ class Runtime:
 
 
 def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
-    """Open the database (migrating it to the newest schema) and the key vault."""
+    """Open the database (migrating it to the newest schema) and the key vault.
+
+    Refuses (ConfigError) when the encryption keys cannot decrypt a sample of the stored
+    license keys: better not to start than to fail at every reveal.
+    """
     # Keys first: a bad key must not leave a database connection behind.
     vault = Vault(settings.encryption_keys())
+    audit_keys = AuditSigner(settings.audit_keys())
+    db = open_database(settings)
+    try:
+        check_stored_keys(db, vault, source=_keys_source(settings))
+    except BaseException:
+        db.dispose()
+        raise
+    return Runtime(
+        db=db,
+        vault=vault,
+        clock=clock or SystemClock(),
+        audit_keys=audit_keys,
+        admins=settings.admins,
+        it_channel=settings.licensebot_it_channel,
+        reveal_seconds=settings.licensebot_reveal_seconds,
+    )
+
+
+def _keys_source(settings: Settings) -> str:
+    if settings.licensebot_encryption_keys is not None:
+        return "LICENSEBOT_ENCRYPTION_KEYS"
+    return (
+        f"The encryption key file {settings.key_file()} (used because "
+        "LICENSEBOT_ENCRYPTION_KEYS is not set)"
+    )
+
+
+def open_database(settings: Settings) -> Database:
+    """The database at DATABASE_URL, migrated to the newest schema; no key vault needed."""
     db = Database(settings.database_url)
     try:
         db.upgrade()
@@ -41,11 +77,4 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         raise ConfigError(
             f"Cannot open the database at DATABASE_URL ({type(exc).__name__}: {cause})."
         ) from None
-    return Runtime(
-        db=db,
-        vault=vault,
-        clock=clock or SystemClock(),
-        admins=settings.admins,
-        it_channel=settings.licensebot_it_channel,
-        reveal_seconds=settings.licensebot_reveal_seconds,
-    )
+    return db

@@ -15,6 +15,7 @@ from waitress.server import create_server
 
 from bot.app import Licensebot, assemble
 from bot.runtime import build_runtime
+from bot.scheduler import Scheduler
 from bot.settings import Settings
 
 log = logging.getLogger("licensebot.server")
@@ -105,6 +106,8 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 3000) -> N
     try:
         bot = assemble(rt, token=token, signing_secret=secret, api_url=settings.slack_api_url)
         server = BotServer(bot, host=host, port=port)
+        jobs = Scheduler(rt)
+        jobs.start()
 
         def _stop(signum: int, _frame: FrameType | None) -> None:
             log.info("event=stopping signal=%s", signum)
@@ -114,6 +117,9 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 3000) -> N
         signal.signal(signal.SIGINT, _stop)
         log.info("event=serving url=%s", server.url)
         print(f"licensebot: serving on {server.url} (POST /slack/events, GET /healthz)", flush=True)
-        server.run()
+        try:
+            server.run()
+        finally:
+            jobs.stop()
     finally:
         rt.db.dispose()

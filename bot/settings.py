@@ -9,6 +9,7 @@ from pydantic import SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import ConfigError
+from storage import audit
 from storage.db import sqlite_path
 from storage.vault import VaultKeyError, load_or_create_key_file, parse_keys
 
@@ -21,6 +22,7 @@ class Settings(BaseSettings):
     slack_api_url: str = "https://slack.com/api/"
     database_url: str = "sqlite:///licensebot.db"
     licensebot_encryption_keys: SecretStr | None = None
+    licensebot_audit_keys: SecretStr | None = None
     licensebot_it_channel: str | None = None
     licensebot_admins: str = ""
     licensebot_reveal_seconds: int = 300
@@ -63,6 +65,31 @@ class Settings(BaseSettings):
         db_file = sqlite_path(self.database_url)
         base = db_file.resolve().parent if db_file else Path.cwd()
         return base / "licensebot.key"
+
+    def audit_key_file(self) -> Path:
+        return self.key_file().with_name("licensebot-audit.key")
+
+    def audit_keys(self) -> list[str]:
+        """The audit HMAC keys; without the setting, a key file beside the database (made once)."""
+        if self.licensebot_audit_keys is not None:
+            try:
+                return audit.parse_keys(self.licensebot_audit_keys.get_secret_value())
+            except audit.AuditKeyError as exc:
+                raise ConfigError(f"LICENSEBOT_AUDIT_KEYS: {exc}.") from None
+        path = self.audit_key_file()
+        try:
+            keys, created = audit.load_or_create_key_file(path)
+        except audit.AuditKeyError as exc:
+            raise ConfigError(
+                f"{path}: {exc}; fix the file or set LICENSEBOT_AUDIT_KEYS."
+            ) from None
+        if created:
+            print(
+                f"licensebot: created audit key file {path} (mode 0600). Back it up: "
+                "`licensebot audit verify` needs it to check the audit log.",
+                file=sys.stderr,
+            )
+        return keys
 
     def encryption_keys(self) -> list[str]:
         """The Fernet keys; without the setting, a key file beside the database (made once)."""

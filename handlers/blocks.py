@@ -23,6 +23,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+from bot.audit_view import AuditLine
 from bot.catalog import ProductInfo
 from bot.delivery import RevealedKey
 from bot.overview import DecisionView, LicenseView, Overview, RequestCard
@@ -567,6 +568,17 @@ def it_out_of_stock(card: RequestCard) -> Message:
     return _message(line, blocks)
 
 
+def audit_head_notice(*, entries: int, head: str, day: str) -> Message:
+    """For the IT channel, daily: the audit chain's head, so history cannot be quietly
+    rewritten (a later `licensebot audit verify` must agree with what Slack holds)."""
+    line = f":lock: Audit log on {day}: {entries} entries, chain head `{_fit(head, 64)}`."
+    hint = (
+        "Keep this message. `licensebot audit verify` re-computes the chain; an entry number and "
+        "head that no longer match this one mean the history was rewritten."
+    )
+    return _message(line, [_section(line, block_id="audit_head"), _context(hint)])
+
+
 # ---------------------------------------------------------------------------------------------
 # Slash command answers
 
@@ -652,6 +664,8 @@ def help_text() -> Message:
             f"`{COMMAND} request` — open the request form",
             f"`{COMMAND} mine` — your licenses and keys",
             f"`{COMMAND} catalog` — what you can ask for",
+            f"`{COMMAND} audit @user` or `{COMMAND} audit PRODUCT_ID` — the latest audit "
+            "entries (auditors and IT)",
             f"`{COMMAND} help` — this help",
         ]
     )
@@ -662,7 +676,76 @@ def help_text() -> Message:
             block_id="more",
         ),
     ]
-    return _message(f"How to use {COMMAND}: request, mine, catalog, help.", blocks)
+    return _message(f"How to use {COMMAND}: request, mine, catalog, audit, help.", blocks)
+
+
+# Per value of an entry's details: a justification can be long, the list of them must fit.
+AUDIT_VALUE_TEXT = 200
+AUDIT_DETAILS_SHOWN = 8
+
+
+def audit_usage() -> Message:
+    line = (
+        f"`{COMMAND} audit @user` — the latest audit entries about a person\n"
+        f"`{COMMAND} audit PRODUCT_ID` — the latest audit entries about a product\n"
+        "For auditors and IT admins. The whole log: `licensebot audit export`."
+    )
+    return _message(line, [_section(line, block_id="usage")])
+
+
+def _audit_value(key: str, value: Any) -> str:
+    if key == "for" and isinstance(value, str) and _USER_ID.match(value):
+        return _user(value)
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return _fit(text, AUDIT_VALUE_TEXT)
+
+
+def _audit_subject(subject: str) -> str:
+    kind, _, rest = subject.partition(":")
+    if kind == "user" and _USER_ID.match(rest):
+        return _user(rest)
+    return f"`{_fit(subject, 128)}`"
+
+
+def _audit_entry(line: AuditLine) -> Block:
+    head = (
+        f"*{_when(line.at)}* · `{_fit(line.action, 64)}` by {_user(line.actor)} "
+        f"on {_audit_subject(line.subject)}"
+    )
+    items = list(line.details.items())
+    shown = [f"{_fit(k, 40)}: {_audit_value(k, v)}" for k, v in items[:AUDIT_DETAILS_SHOWN]]
+    if len(items) > AUDIT_DETAILS_SHOWN:
+        shown.append(f"…{len(items) - AUDIT_DETAILS_SHOWN} more")
+    text = head + ("\n" + " · ".join(shown) if shown else "")
+    return _section(text, block_id=f"audit_{line.id}")
+
+
+def _entries(count: int) -> str:
+    return "1 entry" if count == 1 else f"{count} entries"
+
+
+def audit_log(lines: Sequence[AuditLine], *, user: str | None = None, product: str = "") -> Message:
+    """``/license audit``: entries about a person (``user``) or a product, newest first."""
+    who = _user(user) if user else f"`{_fit(product, 64)}`"
+    if not lines:
+        text = f"No audit entries about {who} yet."
+        return _message(text, [_section(text, block_id="empty")])
+    title = f"*Audit log for {who}* — the latest {_entries(len(lines))}, newest first"
+    head = [_section(title, block_id="title")]
+    # One block stays for the footer, which "and N more" replaces when entries do not fit.
+    shown, hidden = _room(len(lines), MAX_MESSAGE_BLOCKS - len(head) - 1)
+    body = head + [_audit_entry(line) for line in lines[:shown]]
+    if hidden:
+        body.append(_more(hidden, "entries; see `licensebot audit export`", block_id="hidden"))
+    else:
+        body.append(
+            _context(
+                "Everything, with hashes and signatures: `licensebot audit export`; "
+                "check the chain: `licensebot audit verify`.",
+                block_id="more",
+            )
+        )
+    return _message(f"{_entries(len(lines))} of the audit log about {who}.", body)
 
 
 def error(message: str) -> Message:

@@ -1,4 +1,4 @@
-"""``/license``: request, mine, catalog, help. Answers arrive in the ack, so no Slack call waits."""
+"""``/license``: request, mine, catalog, audit, help. Answers go in the ack: no Slack call waits."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot import catalog, overview, requests
+from bot import audit_view, catalog, overview, requests
 from bot.errors import LicenseBotError
 from bot.runtime import Runtime
 from handlers import blocks, ids
@@ -71,6 +71,8 @@ def handle_command_license(
             _reply(ack, blocks.my_licenses(overview.my_licenses(rt, user)))
         elif sub == "catalog":
             _reply(ack, blocks.catalog_list(catalog.list_products(rt)))
+        elif sub == "audit":
+            _audit(ack, rt, user, rest)
         elif sub in ("", "help"):
             _reply(ack, blocks.help_text())
         else:
@@ -79,6 +81,23 @@ def handle_command_license(
             ack(text=err_text, blocks=err_body + body)
     except LicenseBotError as exc:
         _reply(ack, blocks.error(message_for(exc)))
+
+
+def _audit(ack: Ack, rt: Runtime, viewer: str, rest: str) -> None:
+    """``audit @user`` or ``audit PRODUCT_ID``; anything else gets the usage."""
+    target = rest.strip()
+    # Whole, not split: the name in an escaped mention (<@U123|name>) may hold spaces.
+    match = MENTION.match(target)
+    if match:
+        who = match.group(1) or match.group(2)
+        _reply(ack, blocks.audit_log(audit_view.recent(rt, viewer=viewer, user=who), user=who))
+        return
+    if len(target.split()) != 1:
+        _reply(ack, blocks.audit_usage())
+        return
+    product = target.lower()
+    lines = audit_view.recent(rt, viewer=viewer, product=product)
+    _reply(ack, blocks.audit_log(lines, product=product))
 
 
 def clip_word(word: str) -> str:

@@ -80,6 +80,11 @@ class SlackNotifier:
             view = blocks.home(overview.overview(self._rt, p["user_id"]))
             self._client.views_publish(user_id=p["user_id"], view=view)
             return
+        if kind == notifications.AUDIT_HEAD:
+            self._tell_it(
+                blocks.audit_head_notice(entries=int(p["entries"]), head=p["head"], day=p["day"])
+            )
+            return
         if kind == notifications.MASK_REVEAL:
             self._client.views_update(
                 view_id=p["view_id"], view=blocks.masked_reveal_modal(p["product_name"])

@@ -6,6 +6,7 @@ a stale snapshot half-way; PostgreSQL uses row locks (``with_for_update``) where
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +18,10 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlmodel import Session
 
+from storage.audit import COMMITTED_EVENTS
+
 MIGRATIONS = Path(__file__).with_name("migrations")
+log = logging.getLogger("licensebot.events")
 
 
 def _sqlite_engine(url: str) -> Engine:
@@ -72,6 +76,9 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
+            # One structured line per audited event, only for what was really committed.
+            for line in session.info.pop(COMMITTED_EVENTS, []):
+                log.info(line)
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -79,6 +86,22 @@ class Database:
         # Closing (not rolling back) ends the transaction and keeps loaded objects usable.
         with Session(self._readonly, expire_on_commit=False) as session:
             yield session
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """One read-only transaction that sees every table as of a single moment (backups).
+
+        PostgreSQL: REPEATABLE READ, so statements after the first see no later commits.
+        SQLite (WAL): a plain BEGIN; the snapshot is fixed by the first read and writers keep
+        going meanwhile.
+        """
+        options: dict[str, Any] = {"licensebot_readonly": True}
+        if not self.is_sqlite:
+            options |= {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+        with self.engine.connect() as conn:
+            conn.execution_options(**options)
+            with conn.begin():
+                yield conn
 
     def ping(self) -> None:
         with self.engine.connect() as conn:

@@ -128,13 +128,19 @@ class AuditEntry(SQLModel, table=True):
     __tablename__ = "audit_entry"
 
     id: int | None = Field(default=None, primary_key=True)
-    at: datetime = _utc()
+    at: datetime = _utc(index=True)
     actor: str = Field(max_length=64, index=True)
     action: str = Field(max_length=64)
     subject: str = Field(max_length=128, index=True)
     details: str = Field(default="{}", sa_column=Column(Text, nullable=False))  # canonical JSON
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64)
+    # HMAC of ``hash`` and the fingerprint of the audit key that made it; NULL only on entries
+    # written before signing existed (schema 0003), which ``verify`` reports as unsigned.
+    key_id: str | None = Field(default=None, max_length=32)
+    mac: str | None = Field(default=None, max_length=64)
+    # details["product"], copied so audit export and /license audit filter by product in SQL.
+    product_id: str | None = Field(default=None, max_length=64, index=True)
 
 
 class AuditHead(SQLModel, table=True):
@@ -170,3 +176,13 @@ class ProcessedEvent(SQLModel, table=True):
 
     event_id: str = Field(primary_key=True, max_length=64)
     received_at: datetime = _utc()
+
+
+class JobRun(SQLModel, table=True):
+    """A scheduled job's run for one period (a day, a week): claimed once across processes."""
+
+    __tablename__ = "job_run"
+
+    job_id: str = Field(primary_key=True, max_length=64)
+    period: str = Field(primary_key=True, max_length=32)
+    ran_at: datetime = _utc()

@@ -57,7 +57,9 @@ class Vault:
     def __init__(self, keys: Sequence[str]) -> None:
         if not keys:
             raise VaultKeyError("no encryption key given")
-        self._fernet = MultiFernet([Fernet(k.encode()) for k in keys])
+        fernets = [Fernet(k.encode()) for k in keys]
+        self._first = fernets[0]
+        self._fernet = MultiFernet(fernets)
 
     def seal(self, plaintext: str) -> str:
         return self._fernet.encrypt(plaintext.encode("utf-8")).decode("ascii")
@@ -69,6 +71,14 @@ class Vault:
             raise VaultKeyError(
                 "a stored key cannot be decrypted with LICENSEBOT_ENCRYPTION_KEYS"
             ) from None
+
+    def is_current(self, token: str) -> bool:
+        """Whether ``token`` is already encrypted under the first key (rotation skips it)."""
+        try:
+            self._first.decrypt(token.encode("ascii"))
+        except InvalidToken:
+            return False
+        return True
 
     def rotate(self, token: str) -> str:
         try:

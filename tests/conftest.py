@@ -13,6 +13,7 @@ from sqlalchemy import create_engine
 
 from bot.clock import ManualClock
 from bot.runtime import Runtime
+from storage.audit import AuditSigner, generate_key
 from storage.db import Database
 from storage.vault import Vault
 
@@ -44,18 +45,33 @@ def encryption_key() -> str:
 
 
 @pytest.fixture
+def audit_key() -> str:
+    return generate_key()
+
+
+@pytest.fixture(autouse=True)
+def audit_key_in_environment(audit_key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A CLI run inside a test must sign and verify with the test runtime's audit key, and must
+    # not create licensebot-audit.key in the working directory (where it goes on PostgreSQL).
+    monkeypatch.setenv("LICENSEBOT_AUDIT_KEYS", audit_key)
+
+
+@pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(START)
 
 
 @pytest.fixture
-def runtime(database_url: str, encryption_key: str, clock: ManualClock) -> Iterator[Runtime]:
+def runtime(
+    database_url: str, encryption_key: str, audit_key: str, clock: ManualClock
+) -> Iterator[Runtime]:
     db = Database(database_url)
     db.upgrade()
     rt = Runtime(
         db=db,
         vault=Vault([encryption_key]),
         clock=clock,
+        audit_keys=AuditSigner([audit_key]),
         admins=frozenset({"UADMIN1"}),
         it_channel="CIT00001",
     )

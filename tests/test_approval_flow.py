@@ -227,3 +227,28 @@ def test_every_state_change_is_audited(rt: Runtime) -> None:
         "request.waitlisted",
     ):
         assert action in done, action
+
+
+def test_one_structured_log_line_per_committed_event(
+    rt: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="licensebot.events")
+    r = requests.submit(rt, asked_by=EMPLOYEE, product_id="figma", justification="secret plans")
+    with pytest.raises(DuplicateRequest):
+        requests.submit(rt, asked_by=EMPLOYEE, product_id="figma", justification="")
+    approvals.decide(rt, request_id=r.request_id, step=0, actor=MANAGER, approve=True)
+    lines = [rec.getMessage() for rec in caplog.records if rec.name == "licensebot.events"]
+    assert (
+        f"event=request.created actor={EMPLOYEE} subject=request:{r.request_id} "
+        f"request={r.request_id} product=figma for={EMPLOYEE}" in lines[0]
+    )
+    assert [line.split()[0] for line in lines] == [
+        "event=request.created",
+        "event=step.opened",
+        "event=step.approved",
+        "event=request.approved",
+        "event=seat.assigned",
+    ]
+    assert all("actor=" in line for line in lines)
+    assert all("request=" in line for line in lines if "subject=request:" in line)
+    assert "secret plans" not in caplog.text  # free text stays in the audit log

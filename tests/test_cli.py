@@ -208,6 +208,7 @@ def history(runtime: Runtime) -> Runtime:
         for i in range(5):
             audit.append(
                 session,
+                runtime.audit_keys,
                 at=runtime.clock.now(),
                 actor="cli:test",
                 action="test.event",
@@ -274,7 +275,7 @@ def test_audit_export_of_an_empty_log(env: dict[str, str | None]) -> None:
 
 def test_audit_verify_detects_tampering(history: Runtime, env: dict[str, str | None]) -> None:
     intact = invoke(env, "audit", "verify")
-    assert intact.stdout.startswith("Audit log intact: 5 entries")
+    assert intact.stdout.startswith("5 entries, chain intact, head ")
 
     with history.db.transaction() as session:
         entry = session.get(AuditEntry, 3)
@@ -283,4 +284,4 @@ def test_audit_verify_detects_tampering(history: Runtime, env: dict[str, str | N
         session.add(entry)
 
     broken = invoke(env, "audit", "verify")
-    assert "does not verify at entry 3" in one_error_line(broken)
+    assert "does not verify: entry 3: content edited" in one_error_line(broken)

@@ -287,6 +287,7 @@ def test_healthz_says_503_when_the_database_is_gone(slack: SlackSim, runtime: Ru
         db=Database("postgresql+psycopg://postgres@127.0.0.1:1/none"),
         vault=runtime.vault,
         clock=runtime.clock,
+        audit_keys=runtime.audit_keys,
     )
     server = BotServer(
         assemble(gone, token=TOKEN, signing_secret=SECRET, api_url=slack.api_url), port=0

@@ -1,0 +1,51 @@
+"""Scheduled jobs. Each is a plain function of the runtime and ``now``, idempotent per period:
+running it twice, or in two processes at once, does its work once (``storage.job_runs``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot import notifications
+from bot.runtime import Runtime
+from storage import job_runs
+from storage.models import AuditHead
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    id: str
+    description: str
+    cron: str  # crontab fields: minute hour day month day_of_week
+    run: Callable[[Runtime, datetime], bool]  # True if it did something this period
+
+
+def publish_audit_head(rt: Runtime, now: datetime) -> bool:
+    """Post the audit chain's head to IT once a day, so a rewrite of history shows against
+    what Slack already holds."""
+    period = now.date().isoformat()
+    with rt.db.transaction() as session:
+        if not job_runs.claim(session, "audit-head", period, now=now):
+            return False
+        head = session.get(AuditHead, 1)
+        assert head is not None  # created by the first migration
+        notifications.queue(
+            session,
+            notifications.AUDIT_HEAD,
+            now=now,
+            entries=head.last_id,
+            head=head.hash,
+            day=period,
+        )
+    rt.wake_dispatcher()
+    return True
+
+
+JOBS: dict[str, JobSpec] = {
+    spec.id: spec
+    for spec in (
+        JobSpec("audit-head", "Post the audit chain's head to IT", "5 0 * * *", publish_audit_head),
+    )
+}

@@ -1,0 +1,89 @@
+"""APScheduler inside ``serve``: fixed job IDs in a persistent job store in our database.
+
+APScheduler stores a job as an importable function plus serialisable arguments, so the stored
+job is ``run_job("<id>")``; the runtime it needs is registered here when the scheduler starts.
+Missed runs after downtime are coalesced into one.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from bot.jobs import JOBS
+from bot.runtime import Runtime
+
+log = logging.getLogger("licensebot.jobs")
+
+# Filled by Scheduler.start: the stored jobs name a job ID, this maps it back to a runtime.
+_RUNTIME: list[Runtime] = []
+
+
+def run_job(job_id: str) -> None:
+    """What APScheduler calls (module-level and importable, as its job stores require)."""
+    if not _RUNTIME:
+        log.error("event=job_skipped job=%s reason=no_runtime", job_id)
+        return
+    rt = _RUNTIME[-1]
+    did = JOBS[job_id].run(rt, rt.clock.now())
+    log.info("event=job_ran job=%s did_work=%s", job_id, did)
+
+
+@dataclass(frozen=True)
+class JobLine:
+    id: str
+    cron: str
+    description: str
+    next_run: datetime | None
+
+
+def describe(rt: Runtime, *, timezone: str = "UTC") -> list[JobLine]:
+    """Every job with its next run after now, computed from its schedule."""
+    now = rt.clock.now()
+    return [
+        JobLine(
+            spec.id,
+            spec.cron,
+            spec.description,
+            CronTrigger.from_crontab(spec.cron, timezone=timezone).get_next_fire_time(None, now),
+        )
+        for spec in JOBS.values()
+    ]
+
+
+class Scheduler:
+    def __init__(self, rt: Runtime, *, timezone: str = "UTC") -> None:
+        self._rt = rt
+        self._scheduler = BackgroundScheduler(
+            jobstores={"default": SQLAlchemyJobStore(engine=rt.db.engine)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 6 * 3600},
+            timezone=timezone,
+        )
+        self._timezone = timezone
+
+    def start(self) -> None:
+        _RUNTIME.append(self._rt)
+        for spec in JOBS.values():
+            self._scheduler.add_job(
+                run_job,
+                CronTrigger.from_crontab(spec.cron, timezone=self._timezone),
+                args=[spec.id],
+                id=spec.id,
+                name=spec.description,
+                replace_existing=True,
+            )
+        self._scheduler.start()
+
+    def next_runs(self) -> dict[str, datetime | None]:
+        return {job.id: job.next_run_time for job in self._scheduler.get_jobs()}
+
+    def stop(self) -> None:
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=True)
+        if self._rt in _RUNTIME:
+            _RUNTIME.remove(self._rt)
