@@ -8,7 +8,6 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from slack_bolt import App
-from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_bolt.error import BoltError
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackRequestError
@@ -19,6 +18,7 @@ from bot.errors import ConfigError
 from bot.metrics import Metrics
 from bot.runtime import Runtime
 from handlers import commands, events, interactions, replies
+from handlers.endpoint import SlackEndpoint
 from handlers.notifier import SlackNotifier, quiet_logger
 
 StartResponse = Callable[..., Any]
@@ -72,12 +72,13 @@ def assemble(
     events.register(bolt, rt)
     dispatcher = Dispatcher(rt, SlackNotifier(rt, client), poll_seconds=poll_seconds)
     rt.wake_dispatcher = dispatcher.wake
-    return Licensebot(rt=rt, bolt=bolt, dispatcher=dispatcher, wsgi=_wsgi(rt, bolt))
+    wsgi = _wsgi(rt, SlackEndpoint(bolt, signing_secret=signing_secret, path="/slack/events"))
+    return Licensebot(rt=rt, bolt=bolt, dispatcher=dispatcher, wsgi=wsgi)
 
 
-def _wsgi(rt: Runtime, bolt: App) -> WSGIApp:
+def _wsgi(rt: Runtime, endpoint: SlackEndpoint) -> WSGIApp:
     metrics = Metrics(rt)
-    slack = metrics.observe(SlackRequestHandler(bolt, path="/slack/events"))
+    slack = metrics.observe(endpoint)
 
     def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")

@@ -9,19 +9,27 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import ErrorDetails
 from sqlalchemy import delete, exists, func, insert
 from sqlmodel import Session, col, select
 
-from bot.directory import looks_like_user_id
+from bot.directory import control_character_problem, looks_like_user_id, quoted
 from bot.errors import CatalogError, UnknownProduct
 from bot.roles import ROLES
 from bot.runtime import Runtime
@@ -33,6 +41,27 @@ _SLUG_RULE = (
     "lowercase letters, digits, '.', '_' or '-', at most 64, starting with a letter or digit"
 )
 _MAX_REPORTED = 20
+# Bounds a person could mean, well inside the columns: seats and reclaim_after_days are 32-bit
+# INTEGERs on PostgreSQL (and 64-bit on SQLite), and ten years is longer than any licence term.
+MAX_SEATS = 1_000_000
+MAX_RECLAIM_DAYS = 3650
+# cost_per_seat is NUMERIC(12, 2): two decimals, so below 10**10 before the point.
+_COST_BELOW = Decimal(10**10)
+# name and vendor are unbounded VARCHARs; longer than this is a paste gone wrong, and would not
+# fit a Slack card.
+MAX_TEXT = 200
+
+
+def _no_control_characters(value: str) -> str:
+    problem = control_character_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+# An approval step is checked against the groups and roles after parsing (_step_problem); only
+# what could never be a step is refused here, with the step's own line.
+_Step = Annotated[str, AfterValidator(_no_control_characters)]
 
 
 class ProductSpec(BaseModel):
@@ -41,28 +70,35 @@ class ProductSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str
-    name: Annotated[str, Field(min_length=1)]
+    name: str
     vendor: str = ""
     delivery: Literal["key", "seat"]
-    seats: Annotated[int, Field(strict=True, ge=0)]
-    cost_per_seat: Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)] = Decimal(0)
+    seats: Annotated[int, Field(strict=True, ge=0, le=MAX_SEATS)]
+    # `lt` rather than max_digits: "less than 10000000000" says what to change, where "no more
+    # than 10 digits before the decimal point" makes the reader count.
+    cost_per_seat: Annotated[Decimal, Field(ge=0, lt=_COST_BELOW, decimal_places=2)] = Decimal(0)
     renewal_date: date | None = None
     # None (the key is missing) is refused; an explicit [] approves at once, like auto_approve.
-    approval: list[str] | None = None
+    approval: list[_Step] | None = None
     auto_approve: Annotated[bool, Field(strict=True)] = False
-    reclaim_after_days: Annotated[int, Field(strict=True, ge=1)] = 30
+    reclaim_after_days: Annotated[int, Field(strict=True, ge=1, le=MAX_RECLAIM_DAYS)] = 30
 
     @field_validator("id")
     @classmethod
     def _slug(cls, value: str) -> str:
-        if not _SLUG.fullmatch(value):
-            raise ValueError(f"{value!r} is not allowed; an id must be {_SLUG_RULE}")
+        if not _SLUG.fullmatch(_no_control_characters(value)):
+            raise ValueError(f"{quoted(value)} is not allowed; an id must be {_SLUG_RULE}")
         return value
 
     @field_validator("name", "vendor")
     @classmethod
-    def _strip(cls, value: str) -> str:
-        return value.strip()
+    def _text(cls, value: str, info: ValidationInfo) -> str:
+        value = _no_control_characters(value.strip())
+        if len(value) > MAX_TEXT:
+            raise ValueError(f"is {len(value)} characters long; at most {MAX_TEXT} are allowed")
+        if not value and info.field_name == "name":
+            raise ValueError("is empty")
+        return value
 
 
 class CatalogFile(BaseModel):
@@ -139,15 +175,22 @@ _StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
 
 
 def parse_catalog(text: str, source: str = "catalog") -> CatalogFile:
-    """Parse and validate a catalog file; raise CatalogError naming every problem found."""
+    """Parse and validate a catalog file; raise CatalogError naming every problem and its line."""
     try:
-        # Safe: _StrictLoader is SafeLoader plus two checks; it builds only plain data.
-        raw = yaml.load(text, Loader=_StrictLoader)
+        root, raw = _read(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = exc.problem or exc.context or "unreadable YAML"
         raise CatalogError(f"{source}: {where}{problem}; nothing was loaded.") from None
+    except yaml.reader.ReaderError as exc:
+        # Raised for a control character in the file itself; it carries an offset, not a line.
+        line, column = _line_and_column(text, exc.position)
+        raise CatalogError(
+            f"{source}: line {line}, column {column}: character {_code_point(exc.character)} "
+            "cannot appear in a YAML file (it is a control character); remove it; "
+            "nothing was loaded."
+        ) from None
     except yaml.YAMLError as exc:
         raise CatalogError(f"{source}: not valid YAML ({exc}); nothing was loaded.") from None
     if raw is None:
@@ -159,26 +202,102 @@ def parse_catalog(text: str, source: str = "catalog") -> CatalogFile:
     try:
         catalog = CatalogFile.model_validate(raw)
     except ValidationError as exc:
-        raise _fail(source, [_describe(err, raw) for err in exc.errors()]) from None
+        raise _fail(source, root, [_describe(err, raw) for err in exc.errors()]) from None
     problems = _cross_check(catalog)
     if problems:
-        raise _fail(source, problems)
+        raise _fail(source, root, problems)
     return catalog
 
 
-def _fail(source: str, problems: list[str]) -> CatalogError:
-    shown = "; ".join(problems[:_MAX_REPORTED])
-    if len(problems) > _MAX_REPORTED:
-        shown += f"; and {len(problems) - _MAX_REPORTED} more"
+def _read(text: str) -> tuple[yaml.Node | None, Any]:
+    """The document's node tree and the data built from it (None, None for an empty file)."""
+    # Safe: _StrictLoader is SafeLoader plus two checks; it builds only plain data. This is
+    # yaml.load taken apart, to keep the node tree, which tells each problem's line.
+    loader = _StrictLoader(text)
+    try:
+        root = loader.get_single_node()
+        return root, loader.construct_document(root) if root is not None else None
+    finally:
+        loader.dispose()
+
+
+def _line_and_column(text: str, offset: int) -> tuple[int, int]:
+    """1-based line and column of ``offset``, counting line breaks as YAML does."""
+    lines = re.split("\r\n|[\n\r\x85\u2028\u2029]", text[:offset])
+    return len(lines), len(lines[-1]) + 1
+
+
+def _code_point(character: object) -> str:
+    return f"U+{character:04X}" if isinstance(character, int) else repr(character)
+
+
+# Where a problem is: keys and list indexes from the top of the file, as pydantic reports them.
+_Path = Sequence[str | int]
+
+
+def _fail(source: str, root: yaml.Node | None, problems: list[tuple[_Path, str]]) -> CatalogError:
+    """One line naming every problem (up to a cap) with its line, in the order of the file."""
+    located = sorted(
+        ((_line_of(root, path), problem) for path, problem in problems),
+        key=lambda found: found[0] or 0,  # stable: problems on one line keep their order
+    )
+    texts = [f"line {line}, {problem}" if line else problem for line, problem in located]
+    shown = "; ".join(texts[:_MAX_REPORTED])
+    if len(texts) > _MAX_REPORTED:
+        shown += f"; and {len(texts) - _MAX_REPORTED} more"
     return CatalogError(f"{source}: {shown} (nothing was loaded)")
+
+
+def _line_of(root: yaml.Node | None, path: _Path) -> int | None:
+    """The 1-based line of the deepest node ``path`` reaches (a mapping entry's key line)."""
+    if root is None or root.start_mark is None:
+        return None
+    node, line = root, root.start_mark.line
+    for part in path:
+        found: tuple[yaml.Node, yaml.Node] | None = None
+        if isinstance(node, yaml.MappingNode):
+            # Keys were read from these scalars, and repeated keys are refused: one match at most.
+            found = next(
+                (
+                    (key, value)
+                    for key, value in node.value
+                    if isinstance(key, yaml.ScalarNode) and key.value == str(part)
+                ),
+                None,
+            )
+        elif (
+            isinstance(node, yaml.SequenceNode)
+            and isinstance(part, int)
+            and 0 <= part < len(node.value)
+        ):
+            found = (node.value[part], node.value[part])
+        if found is None:
+            break  # e.g. a missing key: the enclosing entry is the place to add it
+        marked, node = found
+        if marked.start_mark is not None:
+            line = marked.start_mark.line
+    return line + 1
+
+
+def _plain(name: str) -> str:
+    """An id or key as it may appear unquoted in a message: escaped and cut unless a plain slug."""
+    return name if _SLUG.fullmatch(name) else quoted(name)[1:-1]
 
 
 def _product_label(index: int, raw_or_id: Any) -> str:
     pid = raw_or_id.get("id") if isinstance(raw_or_id, dict) else raw_or_id
-    return f"products[{index}] ({pid})" if isinstance(pid, str) and pid else f"products[{index}]"
+    return (
+        f"products[{index}] ({_plain(pid)})"
+        if isinstance(pid, str) and pid
+        else f"products[{index}]"
+    )
 
 
-def _describe(err: ErrorDetails, raw: dict[str, Any]) -> str:
+def _group_label(group: str) -> str:
+    return f"groups.{_plain(group)}"
+
+
+def _describe(err: ErrorDetails, raw: dict[str, Any]) -> tuple[_Path, str]:
     loc = list(err["loc"])
     if len(loc) >= 2 and loc[0] == "products" and isinstance(loc[1], int):
         products = raw.get("products")
@@ -188,11 +307,14 @@ def _describe(err: ErrorDetails, raw: dict[str, Any]) -> str:
     else:
         prefix, rest = "", loc
         allowed = ", ".join(CatalogFile.model_fields)
-    field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in rest).lstrip(".")
+    field = "".join(f"[{p}]" if isinstance(p, int) else f".{_plain(p)}" for p in rest).lstrip(".")
     if err["type"] == "extra_forbidden":
-        return f"{prefix or 'top level'}: unknown key {str(rest[-1])!r} (known keys: {allowed})"
+        return (
+            loc,
+            f"{prefix or 'top level'}: unknown key {quoted(str(rest[-1]))} (known keys: {allowed})",
+        )
     if err["type"] == "missing":
-        return f"{prefix or 'top level'}: missing {field!r}"
+        return loc, f"{prefix or 'top level'}: missing '{field}'"
     if err["type"] == "value_error":
         message = str(err.get("ctx", {}).get("error", err["msg"]))
     elif err["type"] in ("model_type", "dict_type"):
@@ -200,42 +322,61 @@ def _describe(err: ErrorDetails, raw: dict[str, Any]) -> str:
     else:
         message = err["msg"]
     target = f"{prefix}: {field}" if prefix and field else prefix or field or "top level"
-    return f"{target}: {message}"
+    return loc, f"{target}: {message}"
 
 
-def _cross_check(catalog: CatalogFile) -> list[str]:
+def _cross_check(catalog: CatalogFile) -> list[tuple[_Path, str]]:
     """Rules that need the whole file: unique ids and approval steps that resolve."""
-    problems: list[str] = []
-    for group, members in catalog.groups.items():
-        if not _SLUG.fullmatch(group) or group == "manager":
-            problems.append(f"groups.{group}: a group name must be {_SLUG_RULE}, not 'manager'")
+    return [*_check_groups(catalog.groups), *_check_products(catalog)]
+
+
+def _check_groups(groups: dict[str, list[str]]) -> list[tuple[_Path, str]]:
+    problems: list[tuple[_Path, str]] = []
+    for group, members in groups.items():
+        label, here = _group_label(group), ("groups", group)
+        control = control_character_problem(group)
+        if control is not None:
+            problems.append((here, f"{label}: the group name {control}"))
+        elif not _SLUG.fullmatch(group) or group == "manager":
+            problems.append((here, f"{label}: a group name must be {_SLUG_RULE}, not 'manager'"))
         if not members:
-            problems.append(f"groups.{group}: has no members")
-        problems.extend(
-            f"groups.{group}: member {m!r} is not a Slack user ID (U…/W…)"
-            for m in members
-            if not looks_like_user_id(m)
-        )
+            problems.append((here, f"{label}: has no members"))
+        for position, member in enumerate(members):
+            if not looks_like_user_id(member):
+                why = control_character_problem(member) or "is not a Slack user ID (U…/W…)"
+                problems.append(((*here, position), f"{label}: member {quoted(member)} {why}"))
+    return problems
+
+
+def _check_products(catalog: CatalogFile) -> list[tuple[_Path, str]]:
+    problems: list[tuple[_Path, str]] = []
     first: dict[str, int] = {}
     for index, spec in enumerate(catalog.products):
-        label = _product_label(index, spec.id)
+        label, here = _product_label(index, spec.id), ("products", index)
         if spec.id in first:
             problems.append(
-                f"{label}: id {spec.id!r} is already used by products[{first[spec.id]}]"
+                (
+                    (*here, "id"),
+                    f"{label}: id {spec.id!r} is already used by products[{first[spec.id]}]",
+                )
             )
         first.setdefault(spec.id, index)
         if spec.approval is None and not spec.auto_approve:
             problems.append(
-                f"{label}: approval is missing; list its steps, or write `approval: []` to "
-                "approve requests at once"
+                (
+                    here,
+                    f"{label}: approval is missing; list its steps, or write `approval: []` to "
+                    "approve requests at once",
+                )
             )
         steps = spec.approval or []
-        for step in steps:
+        for position, step in enumerate(steps):
+            where = (*here, "approval", position)
             problem = _step_problem(step, catalog.groups)
             if problem:
-                problems.append(f"{label}: {problem}")
-        repeated = sorted({s for s in steps if steps.count(s) > 1})
-        problems.extend(f"{label}: approval step {s!r} appears twice" for s in repeated)
+                problems.append((where, f"{label}: {problem}"))
+            elif steps[:position].count(step) == 1:  # its second time: reported once
+                problems.append((where, f"{label}: approval step {step!r} appears twice"))
     return problems
 
 
@@ -245,8 +386,8 @@ def _step_problem(step: str, groups: dict[str, list[str]]) -> str | None:
     if step.startswith("role:"):
         if step.removeprefix("role:") in ROLES:
             return None
-        return f"approval step {step!r} names an unknown role; roles are {', '.join(ROLES)}"
-    return f"approval step {step!r} is not manager, a group, role:ROLE or a user ID"
+        return f"approval step {quoted(step)} names an unknown role; roles are {', '.join(ROLES)}"
+    return f"approval step {quoted(step)} is not manager, a group, role:ROLE or a user ID"
 
 
 # --- writing it -------------------------------------------------------------------------------

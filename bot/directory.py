@@ -17,14 +17,41 @@ from storage.models import Person
 
 # Slack user IDs start with U (or W on Enterprise Grid); the column is 32 characters wide.
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,31}")
+_USER_ID_RULE = "U or W, then 2 to 31 capital letters or digits"
+# C0 and C1 controls (with DEL) and lone surrogates. PostgreSQL refuses NUL in text, psycopg cannot
+# encode a surrogate, and the rest are invisible in Slack yet break exact matches and terminals.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# Values quoted back in an error are cut: a megabyte-long cell must not make a megabyte message.
+_QUOTED_AT_MOST = 40
 
 COLUMNS = ("slack_user_id", "email", "name", "manager_slack_user_id", "department")
 _MAX_REPORTED = 20
 _FIELDS = ("email", "name", "manager_slack_user_id", "department")
+# The text columns are unbounded VARCHARs; these limits keep one bad cell from becoming a name
+# that fills a Slack card. 254 is the longest address SMTP can deliver (RFC 5321 path limit).
+# The user-ID columns hold 32 characters, which _USER_ID already enforces.
+MAX_LENGTH = {"email": 254, "name": 200, "department": 200}
 
 
 def looks_like_user_id(text: str) -> bool:
     return _USER_ID.fullmatch(text) is not None
+
+
+def control_character_problem(text: str) -> str | None:
+    """Why ``text`` cannot be stored (a control character or lone surrogate in it), or None."""
+    found = _CONTROL.search(text)
+    if found is None:
+        return None
+    char = found.group()
+    kind = "a lone surrogate" if "\ud800" <= char <= "\udfff" else "a control character"
+    return f"contains {kind} (U+{ord(char):04X}) at character {found.start() + 1}; remove it"
+
+
+def quoted(text: str) -> str:
+    """``text`` quoted for an error message: escapes shown, and cut if it is long."""
+    if len(text) > _QUOTED_AT_MOST:
+        text = text[: _QUOTED_AT_MOST - 1] + "…"
+    return repr(text)
 
 
 @dataclass(frozen=True)
@@ -127,8 +154,10 @@ def _parse(text: str, source: str) -> list[_Row]:
         problems: list[str] = []
         rows: list[_Row] = []
         first_line: dict[str, int] = {}
+        # A quoted field may span lines; a row is reported by the line it starts on.
+        next_line = reader.line_num + 1
         for record in reader:
-            line = reader.line_num
+            line, next_line = next_line, reader.line_num + 1
             if not any(field.strip() for field in record):
                 continue
             if len(record) != len(header):
@@ -175,17 +204,33 @@ def _columns(header: list[str], source: str) -> dict[str, int]:
 
 def _row(line: int, fields: dict[str, str]) -> tuple[_Row | None, list[str]]:
     problems: list[str] = []
-    user = fields["slack_user_id"]
-    manager = fields["manager_slack_user_id"]
-    if not looks_like_user_id(user):
-        problems.append(f"line {line}: slack_user_id {user!r} is not a Slack user ID (U…/W…)")
-    if "@" not in fields["email"].strip("@"):
-        problems.append(f"line {line}: email {fields['email']!r} is not an email address")
-    if not fields["name"]:
+    # A field that cannot be stored is reported once, and not checked further.
+    storable: dict[str, str] = {}
+    for column, value in fields.items():
+        problem = control_character_problem(value)
+        limit = MAX_LENGTH.get(column)
+        if problem is None and limit is not None and len(value) > limit:
+            problem = f"is {len(value)} characters long; at most {limit} are allowed"
+        if problem is None:
+            storable[column] = value
+        else:
+            problems.append(f"line {line}: {column} {problem}")
+    user = storable.get("slack_user_id")
+    email = storable.get("email")
+    name = storable.get("name")
+    manager = storable.get("manager_slack_user_id")
+    if user is not None and not looks_like_user_id(user):
+        problems.append(
+            f"line {line}: slack_user_id {quoted(user)} is not a Slack user ID ({_USER_ID_RULE})"
+        )
+    if email is not None and "@" not in email.strip("@"):
+        problems.append(f"line {line}: email {quoted(email)} is not an email address")
+    if name is not None and not name:
         problems.append(f"line {line}: name is empty")
     if manager and not looks_like_user_id(manager):
         problems.append(
-            f"line {line}: manager_slack_user_id {manager!r} is not a Slack user ID (U…/W…)"
+            f"line {line}: manager_slack_user_id {quoted(manager)} is not a Slack user ID "
+            f"({_USER_ID_RULE})"
         )
     elif manager and manager == user:
         problems.append(f"line {line}: {user} cannot be their own manager")
@@ -194,10 +239,10 @@ def _row(line: int, fields: dict[str, str]) -> tuple[_Row | None, list[str]]:
     return (
         _Row(
             line=line,
-            slack_user_id=user,
+            slack_user_id=fields["slack_user_id"],
             email=fields["email"],
             name=fields["name"],
-            manager_slack_user_id=manager or None,
+            manager_slack_user_id=fields["manager_slack_user_id"] or None,
             department=fields["department"],
         ),
         [],

@@ -89,6 +89,10 @@ class Dispatcher:
         except DeliveryFailed as exc:
             self._failed(row, exc)
             return
+        except Exception as exc:  # a bug with one message must not stall the others
+            log.exception("event=notification_crashed id=%s kind=%s", row.id, row.kind)
+            self._failed(row, DeliveryFailed(f"{type(exc).__name__}: {exc}"[:200]))
+            return
         with self._rt.db.transaction() as session:
             fresh = session.get(OutboxMessage, row.id)
             if fresh is not None:

@@ -10,6 +10,7 @@ from sqlmodel import Session, col, select
 from bot import approvals, catalog, delivery, roles
 from bot.errors import AlreadyHolds, DuplicateRequest, InputError, NotAllowed, UnknownProduct
 from bot.runtime import Runtime
+from bot.text import storable
 from storage import audit
 from storage.models import Assignment, LicenseRequest, Person, Product, StepApprover
 
@@ -83,14 +84,16 @@ def _submit(
 ) -> SubmitResult:
     requester = for_user or asked_by
     now = rt.clock.now()
+    justification = storable(justification)
+    product_id = storable(product_id).strip().lower()
     if origin_key is not None and (earlier := _by_origin(rt, origin_key)) is not None:
         return earlier
     with rt.db.transaction() as session:
-        product = session.get(Product, product_id.strip().lower())
+        # An ID longer than any product's cannot match (and would not fit the column).
+        product = session.get(Product, product_id) if len(product_id) <= 64 else None
         if product is None or not product.active:
-            raise UnknownProduct(
-                product_id, catalog.suggest_in(session, product_id, active_only=True)
-            )
+            typed = product_id[:64]  # enough to suggest from, and to quote back
+            raise UnknownProduct(typed, catalog.suggest_in(session, typed, active_only=True))
         if requester != asked_by:
             _check_may_ask_for(session, rt, asked_by=asked_by, requester=requester)
         _check_not_duplicate(session, product, requester)

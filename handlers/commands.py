@@ -12,8 +12,10 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot import audit_view, catalog, overview, requests
+from bot.directory import looks_like_user_id
 from bot.errors import LicenseBotError
 from bot.runtime import Runtime
+from bot.text import storable
 from handlers import blocks, ids
 from handlers.replies import message_for
 
@@ -49,15 +51,19 @@ def parse_request(rest: str) -> ParsedRequest | None:
 def handle_command_license(
     ack: Ack, command: dict[str, Any], client: WebClient, rt: Runtime
 ) -> None:
-    text = (command.get("text") or "").strip()
-    user = command["user_id"]
+    text = storable(command.get("text")).strip()
+    user = command.get("user_id")
+    if not isinstance(user, str) or not looks_like_user_id(user):
+        # Slack always names the user; a command without one is refused, not guessed at.
+        _reply(ack, blocks.error("This command did not say who sent it; nothing was done."))
+        return
     sub, _, rest = text.partition(" ")
     sub = sub.lower()
     try:
         if sub == "request":
             parsed = parse_request(rest)
             if parsed is None:
-                _open_request_modal(ack, client, rt, command["trigger_id"])
+                _open_request_modal(ack, client, rt, command.get("trigger_id"))
                 return
             result = requests.submit(
                 rt,
@@ -110,8 +116,11 @@ def _reply(ack: Ack, message: tuple[str, list[dict[str, Any]]]) -> None:
 
 
 def _open_request_modal(
-    ack: Ack, client: WebClient, rt: Runtime, trigger_id: str, initial: str | None = None
+    ack: Ack, client: WebClient, rt: Runtime, trigger_id: object, initial: str | None = None
 ) -> None:
+    if not isinstance(trigger_id, str) or not trigger_id:
+        _reply(ack, blocks.error("Slack sent no way to open the form; please try again."))
+        return
     # views.open must use the trigger within 3 s, so it runs before the ack returns.
     try:
         client.views_open(
@@ -128,7 +137,7 @@ def _open_request_modal(
 def handle_shortcut_request(
     ack: Ack, shortcut: dict[str, Any], client: WebClient, rt: Runtime
 ) -> None:
-    _open_request_modal(ack, client, rt, shortcut["trigger_id"])
+    _open_request_modal(ack, client, rt, shortcut.get("trigger_id"))
 
 
 def register(app: App, rt: Runtime) -> None:

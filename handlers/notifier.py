@@ -6,6 +6,7 @@ shows the request as it is now.
 
 from __future__ import annotations
 
+import http.client
 import logging
 from typing import Any
 
@@ -166,9 +167,13 @@ class SlackNotifier:
 
     def _respond(self, url: str, text: str) -> None:
         fallback, body = blocks.error(text)
-        response = WebhookClient(url, logger=quiet_logger()).send(
-            text=fallback, blocks=body, response_type="ephemeral", replace_original=False
-        )
+        try:
+            response = WebhookClient(url, logger=quiet_logger()).send(
+                text=fallback, blocks=body, response_type="ephemeral", replace_original=False
+            )
+        except (ValueError, http.client.InvalidURL) as exc:
+            # Not a URL anyone can post to: retrying cannot help.
+            raise DeliveryFailed(f"response_url unusable ({exc})", permanent=True) from None
         if response.status_code == 429:
             raise DeliveryFailed("ratelimited", retry_after=1.0)
         if response.status_code >= 500:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import date, timedelta
 from decimal import Decimal
@@ -11,9 +12,19 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import event
+from sqlalchemy.exc import DataError
 from sqlmodel import SQLModel, select
 
-from bot.catalog import get_product, list_products, load_catalog, parse_catalog, suggest
+from bot.catalog import (
+    MAX_RECLAIM_DAYS,
+    MAX_SEATS,
+    MAX_TEXT,
+    get_product,
+    list_products,
+    load_catalog,
+    parse_catalog,
+    suggest,
+)
 from bot.cli import cli
 from bot.errors import CatalogError, UnknownProduct
 from bot.runtime import Runtime
@@ -51,6 +62,13 @@ def snapshot(rt: Runtime) -> dict[str, list[tuple[Any, ...]]]:
             )
             for table in SQLModel.metadata.sorted_tables
         }
+
+
+def line_of(text: str, needle: str) -> int:
+    """The 1-based number of the one line of ``text`` that contains ``needle``."""
+    found = [n for n, line in enumerate(text.splitlines(), start=1) if needle in line]
+    assert len(found) == 1, (needle, found)
+    return found[0]
 
 
 def invoke(env: dict[str, str | None], *args: str, input: str | None = None) -> Result:
@@ -153,12 +171,12 @@ def test_a_refused_load_leaves_every_table_as_it_was(
     before = snapshot(runtime)
     bad = tmp_path / "bad.yml"
     # A valid first product and a new group, then a typo: nothing of it may be written.
-    bad.write_text(
+    text = (
         CATALOG.replace("it-team: [U0IT00001, U0IT00002]", "it-team: [U0IT00009]\n  new: [UX1]")
         .replace("seats: 3", "seats: 4")
-        .replace("role:it_admin", "it-tem"),
-        encoding="utf-8",
+        .replace("role:it_admin", "it-tem")
     )
+    bad.write_text(text, encoding="utf-8")
 
     result = invoke(env, "catalog", "load", str(bad))
 
@@ -167,8 +185,8 @@ def test_a_refused_load_leaves_every_table_as_it_was(
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith("licensebot: ")
     assert (
-        "products[1] (zoom): approval step 'it-tem' is not manager, a group, role:ROLE "
-        "or a user ID" in result.stderr
+        f"{bad}: line {line_of(text, 'it-tem')}, products[1] (zoom): approval step 'it-tem' is "
+        "not manager, a group, role:ROLE or a user ID" in result.stderr
     )
     assert snapshot(runtime) == before
 
@@ -327,6 +345,346 @@ def test_defaults_and_types_of_a_minimal_product() -> None:
     assert spec.reclaim_after_days == 30
     assert spec.approval is None  # not given; auto_approve decides
     assert spec.renewal_date is None
+
+
+# --- line numbers, bounds and control characters -------------------------------------------
+
+
+ZOOM_AT = CATALOG.index("  - id: zoom")
+
+
+def _zoom(old: str, new: str) -> str:
+    """CATALOG with ``old`` replaced by ``new`` in the zoom product (products[1]) only."""
+    return CATALOG[:ZOOM_AT] + CATALOG[ZOOM_AT:].replace(old, new, 1)
+
+
+@pytest.mark.parametrize(
+    ("text", "needle", "expected"),
+    [
+        (
+            _zoom("role:it_admin", "it-tem"),
+            "it-tem",
+            "products[1] (zoom): approval step 'it-tem' is not manager, a group",
+        ),
+        (
+            _zoom(
+                "approval: [manager, role:it_admin, U0BOSS001]",
+                "approval:\n      - manager\n      - U0BOSS001\n      - role:boss  # here",
+            ),
+            "# here",
+            "products[1] (zoom): approval step 'role:boss' names an unknown role",
+        ),
+        (
+            _zoom(
+                "approval: [manager, role:it_admin, U0BOSS001]",
+                "approval:\n      - manager\n      - U0BOSS001\n      - manager  # here",
+            ),
+            "# here",
+            "products[1] (zoom): approval step 'manager' appears twice",
+        ),
+        (
+            _zoom("id: zoom", "id: intellij  # here"),
+            "# here",
+            "products[1] (intellij): id 'intellij' is already used by products[0]",
+        ),
+        (
+            _zoom("delivery: seat", "delivery: email"),
+            "delivery: email",
+            "products[1] (zoom): delivery: Input should be 'key' or 'seat'",
+        ),
+        (
+            _zoom("seats: 2", "seats: 1000001"),
+            "seats: 1000001",
+            "products[1] (zoom): seats: Input should be less than or equal to 1000000",
+        ),
+        (
+            _zoom("seats: 2", "seats: 2\n    reclaim_after_days: 3651"),
+            "reclaim_after_days: 3651",
+            "products[1] (zoom): reclaim_after_days: Input should be less than or equal to 3650",
+        ),
+        (
+            _zoom("name: Zoom Workplace", 'name: "Zoom\\0Workplace"'),
+            "Zoom\\0Workplace",
+            "products[1] (zoom): name: contains a control character (U+0000) at character 5",
+        ),
+        (
+            _zoom("name: Zoom Workplace", "name: Zoom Workplace\n    colour: blue"),
+            "colour",
+            "products[1] (zoom): unknown key 'colour'",
+        ),
+        (
+            _zoom("    delivery: seat\n", ""),
+            "  - id: zoom",  # a missing key: the product's own line, where it belongs
+            "products[1] (zoom): missing 'delivery'",
+        ),
+        (
+            _zoom("    approval: [manager, role:it_admin, U0BOSS001]\n", ""),
+            "  - id: zoom",
+            "products[1] (zoom): approval is missing",
+        ),
+        (
+            CATALOG.replace("U0IT00002]", "U0IT00002]\n  bad-group:\n    - U0IT00003\n    - bob"),
+            "- bob",
+            "groups.bad-group: member 'bob' is not a Slack user ID",
+        ),
+        (
+            CATALOG.replace("it-team: [", '"it\\x1bteam": ['),
+            "it\\x1bteam",
+            "groups.it\\x1bteam: the group name contains a control character (U+001B)",
+        ),
+    ],
+    ids=[
+        "unknown-step",
+        "unknown-role-in-block-list",
+        "repeated-step-in-block-list",
+        "duplicate-id",
+        "bad-delivery",
+        "seats-out-of-range",
+        "reclaim-out-of-range",
+        "nul-in-name",
+        "unknown-key",
+        "missing-key",
+        "missing-approval",
+        "bad-member",
+        "escape-in-group-name",
+    ],
+)
+def test_every_error_names_the_line_it_is_about(text: str, needle: str, expected: str) -> None:
+    with pytest.raises(CatalogError) as caught:
+        parse_catalog(text, "catalog.yml")
+
+    assert f"line {line_of(text, needle)}, {expected}" in caught.value.message
+
+
+def test_problems_are_listed_in_the_order_of_the_file() -> None:
+    # Written before seats, though the model declares seats first (pydantic's order).
+    text = _zoom("    delivery: seat\n    seats: 2\n", "    reclaim_after_days: 0\n    seats: -1\n")
+
+    with pytest.raises(CatalogError) as caught:
+        parse_catalog(text, "catalog.yml")
+
+    message = caught.value.message
+    reclaim, seats = line_of(text, "reclaim_after_days: 0"), line_of(text, "seats: -1")
+    assert reclaim < seats
+    assert message.index(f"line {reclaim}, ") < message.index(f"line {seats}, ")
+    assert "products[1] (zoom): missing 'delivery'" in message
+
+
+def test_a_long_list_of_problems_is_capped_and_stays_on_one_line() -> None:
+    products = "".join(
+        f"  - {{id: p{i}, name: P, delivery: seat, seats: -1, approval: []}}\n" for i in range(25)
+    )
+
+    with pytest.raises(CatalogError) as caught:
+        parse_catalog(f"products:\n{products}", "catalog.yml")
+
+    message = caught.value.message
+    assert "\n" not in message
+    assert message.endswith("; and 5 more (nothing was loaded)")
+    assert [int(n) for n in re.findall(r"line (\d+), ", message)] == list(range(2, 22))
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            "name: Zoom Workplace",
+            'name: "Zo\\x85om"',
+            "name: contains a control character (U+0085)",
+        ),
+        (
+            "name: Zoom Workplace",
+            'name: "Zoom\\x7f"',
+            "name: contains a control character (U+007F)",
+        ),
+        (
+            "name: Zoom Workplace",
+            'name: "Zoom\\tWork"',
+            "name: contains a control character (U+0009)",
+        ),
+        ("name: Zoom Workplace", 'name: "Zoom\\ud800"', "name: contains a lone surrogate (U+D800)"),
+        ("delivery: seat", 'vendor: "Zo\\0om"\n    delivery: seat', "vendor: contains a control"),
+        ("id: zoom", 'id: "zo\\0om"', "products[1] (zo\\x00om): id: contains a control character"),
+        ("role:it_admin", '"role:it_admin\\0"', "approval[1]: contains a control character"),
+        ("U0BOSS001", '"U0BOSS\\u009b"', "approval[2]: contains a control character (U+009B)"),
+    ],
+    ids=["c1-nel", "del", "tab", "surrogate", "vendor", "id", "step", "c1-csi"],
+)
+def test_control_characters_are_refused_in_every_text_field(
+    old: str, new: str, expected: str
+) -> None:
+    text = _zoom(old, new)
+
+    with pytest.raises(CatalogError) as caught:
+        parse_catalog(text, "catalog.yml")
+
+    assert f"line {line_of(text, new.splitlines()[0])}, " in caught.value.message
+    assert expected in caught.value.message
+
+
+def test_surrounding_whitespace_is_trimmed_not_refused() -> None:
+    text = _zoom("name: Zoom Workplace", 'name: "\\tZoom Workplace\\n"')
+    assert parse_catalog(text).products[1].name == "Zoom Workplace"
+    with pytest.raises(CatalogError, match=r"products\[1\] \(zoom\): name: is empty"):
+        parse_catalog(_zoom("name: Zoom Workplace", 'name: " \\t "'), "catalog.yml")
+
+
+def test_a_raw_control_character_in_the_file_names_its_line_and_column() -> None:
+    text = _zoom("name: Zoom Workplace", "name: Zoom\x07Workplace")
+
+    with pytest.raises(CatalogError) as caught:
+        parse_catalog(text, "catalog.yml")
+
+    assert caught.value.message.startswith(
+        f"catalog.yml: line {line_of(text, 'Zoom')}, column 15: character U+0007 cannot appear"
+    )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("seats: 2", "seats: -1", "greater than or equal to 0"),
+        ("seats: 2", f"seats: {MAX_SEATS + 1}", f"less than or equal to {MAX_SEATS}"),
+        ("seats: 2", "seats: 1000000000000000000000", f"less than or equal to {MAX_SEATS}"),
+        ("seats: 2", "seats: 2\n    reclaim_after_days: 0", "greater than or equal to 1"),
+        (
+            "seats: 2",
+            f"seats: 2\n    reclaim_after_days: {MAX_RECLAIM_DAYS + 1}",
+            f"less than or equal to {MAX_RECLAIM_DAYS}",
+        ),
+        ("cost_per_seat: 149.90", "cost_per_seat: -0.01", "greater than or equal to 0"),
+        ("cost_per_seat: 149.90", "cost_per_seat: 10000000000", "less than 10000000000"),
+        ("cost_per_seat: 149.90", "cost_per_seat: 1e30", "less than 10000000000"),
+        ("cost_per_seat: 149.90", "cost_per_seat: .nan", "finite number"),
+        ("cost_per_seat: 149.90", "cost_per_seat: 0.001", "no more than 2 decimal places"),
+        ("name: Zoom Workplace", f"name: {'z' * (MAX_TEXT + 1)}", "201 characters long; at most"),
+        ("delivery: seat", f"delivery: seat\n    vendor: {'v' * 500}", "500 characters long"),
+        ("id: zoom", f"id: {'z' * 65}", "an id must be lowercase letters"),
+    ],
+    ids=[
+        "seats-negative",
+        "seats-over",
+        "seats-beyond-64-bits",
+        "reclaim-zero",
+        "reclaim-over",
+        "cost-negative",
+        "cost-over",
+        "cost-huge-float",
+        "cost-nan",
+        "cost-fraction-of-a-cent",
+        "name-too-long",
+        "vendor-too-long",
+        "id-too-long",
+    ],
+)
+def test_values_outside_the_bounds_are_refused(old: str, new: str, expected: str) -> None:
+    text = _zoom(old, new)
+
+    with pytest.raises(CatalogError) as caught:
+        parse_catalog(text, "catalog.yml")
+
+    message = caught.value.message
+    assert f"line {line_of(text, new.splitlines()[-1].strip())}, products[1] " in message
+    assert expected in message
+    assert len(message) < 400  # a long value is quoted cut short, not whole
+
+
+def test_values_at_the_bounds_are_stored_as_written(runtime: Runtime) -> None:
+    text = (
+        _zoom("seats: 2", f"seats: {MAX_SEATS}\n    reclaim_after_days: {MAX_RECLAIM_DAYS}")
+        .replace("cost_per_seat: 149.90", "cost_per_seat: 9999999999.99")
+        .replace("name: Zoom Workplace", f"name: {'Z' * MAX_TEXT}")
+    )
+
+    load_catalog(runtime, text, actor="test")
+
+    zoom = products(runtime)["zoom"]
+    assert (zoom.seats, zoom.reclaim_after_days) == (MAX_SEATS, MAX_RECLAIM_DAYS)
+    assert zoom.cost_per_seat == Decimal("9999999999.99")
+    assert zoom.name == "Z" * MAX_TEXT
+
+
+# Each would reach the database without the checks: PostgreSQL raises a DataError (32-bit
+# INTEGER, NUMERIC(12, 2), NUL in text), psycopg a UnicodeEncodeError (surrogate), SQLite an
+# OverflowError past 64 bits, or stores it. All must be a CatalogError with the line instead.
+UNSTORABLE = [
+    pytest.param(
+        "seats: 3", "seats: 3000000000", "less than or equal to", id="seats-beyond-32-bits"
+    ),
+    pytest.param(
+        "seats: 3",
+        "seats: 100000000000000000000",
+        "less than or equal to",
+        id="seats-beyond-64-bits",
+    ),
+    pytest.param(
+        "reclaim_after_days: 30", "reclaim_after_days: 9999999999", "less than", id="reclaim"
+    ),
+    pytest.param(
+        "cost_per_seat: 599", "cost_per_seat: 123456789012.5", "less than", id="cost-beyond-numeric"
+    ),
+    pytest.param(
+        "name: JetBrains IntelliJ IDEA Ultimate",
+        'name: "Jet\\0Brains"',
+        "name: contains a control character (U+0000)",
+        id="nul-in-name",
+    ),
+    pytest.param(
+        "vendor: JetBrains",
+        'vendor: "Jet\\udc80Brains"',
+        "vendor: contains a lone surrogate (U+DC80)",
+        id="surrogate-in-vendor",
+    ),
+    pytest.param(
+        "approval: [manager, it-team]",
+        'approval: ["\\0"]',
+        "approval[0]: contains a control character",
+        id="nul-in-step",
+    ),
+    pytest.param(
+        "U0IT00002]", '"U0IT\\00002"]', "contains a control character", id="nul-in-member"
+    ),
+    pytest.param(
+        "  it-team:",
+        '  "it\\0team":',
+        "the group name contains a control character",
+        id="nul-in-group-name",
+    ),
+    pytest.param("id: intellij", f"id: {'i' * 65}", "an id must be", id="id-beyond-64"),
+    pytest.param("U0IT00002]", f"U{'A' * 40}]", "is not a Slack user ID", id="member-beyond-32"),
+    pytest.param("  it-team:", f"  {'g' * 65}:", "a group name must be", id="group-name-beyond-64"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "says"), UNSTORABLE)
+def test_values_the_database_cannot_hold_are_refused_with_their_line_and_change_nothing(
+    runtime: Runtime, old: str, new: str, says: str
+) -> None:
+    load_catalog(runtime, CATALOG, actor="test")
+    before = snapshot(runtime)
+    text = CATALOG.replace(old, new, 1)
+    assert text != CATALOG
+
+    # pytest.raises lets anything else through: a DataError here fails the test.
+    with pytest.raises(CatalogError) as caught:
+        load_catalog(runtime, text, actor="test", source="catalog.yml")
+
+    assert f"catalog.yml: line {line_of(text, new.strip())}, " in caught.value.message
+    assert says in caught.value.message
+    assert snapshot(runtime) == before
+
+
+def test_postgresql_would_raise_a_data_error_for_them(runtime: Runtime, database_url: str) -> None:
+    """The premise of the test above: these values do fail in the database, without the checks."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite stores NUL and 64-bit integers; the premise is PostgreSQL's")
+    now = runtime.clock.now()
+    for product in (
+        Product(id="p", name="P", delivery="seat", seats=3_000_000_000, updated_at=now),
+        Product(id="p", name="Jet\x00Brains", delivery="seat", updated_at=now),
+    ):
+        with pytest.raises(DataError), runtime.db.transaction() as session:
+            session.add(product)
 
 
 # --- the read side -----------------------------------------------------------------------------

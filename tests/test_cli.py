@@ -84,7 +84,9 @@ def test_console_script_migrates_a_fresh_database_and_fails_in_one_line(
     assert "1 added" in loaded.stdout
     assert refused.returncode == 1
     assert refused.stdout == ""
-    assert refused.stderr.startswith(f"licensebot: {bad}: products[0] (intellij): approval step")
+    assert refused.stderr.startswith(
+        f"licensebot: {bad}: line 5, products[0] (intellij): approval step"
+    )
     assert refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr
     assert "is already at the newest revision" in upgraded.stdout
 

@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from sqlalchemy.exc import DataError
 from sqlmodel import SQLModel, select
 
 from bot.cli import cli
-from bot.directory import import_directory
+from bot.directory import MAX_LENGTH, import_directory
 from bot.errors import DirectoryError
 from bot.runtime import Runtime
 from storage.models import AuditEntry, Person
@@ -195,3 +196,161 @@ def test_unusable_files_get_one_clear_line(
     assert expected in result.stderr
     assert result.stderr.count("\n") == 1
     assert snapshot(runtime) == before
+
+
+# --- what the database could not hold: refused with the line, nothing written ------------------
+
+
+def _refused(rt: Runtime, text: str) -> str:
+    """The message of the DirectoryError ``text`` raises, after checking nothing was written."""
+    before = snapshot(rt)
+    # pytest.raises lets anything else through: a DataError here fails the test.
+    with pytest.raises(DirectoryError) as caught:
+        import_directory(rt, text, actor="test")
+    assert snapshot(rt) == before
+    return caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        (
+            "UFZ00002,b@example.com,B\x00b,,Eng",
+            "line 3: name contains a control character (U+0000) at character 2; remove it",
+        ),
+        (
+            "UFZ00002,b\x1b@example.com,B,,Eng",
+            "line 3: email contains a control character (U+001B)",
+        ),
+        ("UFZ00002,b@example.com,B,,En\x7fg", "line 3: department contains a control character"),
+        (
+            "UFZ00002,b@example.com,B\x85b,,Eng",
+            "line 3: name contains a control character (U+0085)",
+        ),
+        ("UFZ00002,b@example.com,B\tb,,Eng", "line 3: name contains a control character (U+0009)"),
+        ("UFZ\x0000002,b@example.com,B,,Eng", "line 3: slack_user_id contains a control character"),
+        (
+            "UFZ00002,b@example.com,B,UMGR\x9b0001,Eng",
+            "line 3: manager_slack_user_id contains a control character (U+009B)",
+        ),
+        ("UFZ00002,b@example.com,B\udc80b,,Eng", "line 3: name contains a lone surrogate (U+DC80)"),
+    ],
+    ids=["nul", "escape", "del", "c1-nel", "tab", "nul-in-id", "c1-in-manager", "surrogate"],
+)
+def test_control_characters_are_refused_with_their_line(
+    runtime: Runtime, row: str, expected: str
+) -> None:
+    import_directory(runtime, PEOPLE, actor="test")
+
+    message = _refused(runtime, f"{HEADER}\nUFZ00001,a@example.com,Ann,,Eng\n{row}\n")
+
+    assert expected in message
+    assert message.startswith("directory CSV: 1 problem, nothing was imported: line 3: ")
+
+
+def test_a_row_spanning_lines_is_reported_where_it_starts_and_later_lines_stay_right(
+    runtime: Runtime,
+) -> None:
+    text = (
+        f"{HEADER}\n"
+        'UFZ00001,a@example.com,"Ann\nSmith",,Eng\n'  # lines 2 and 3: a newline in the name
+        "UFZ00002,not-an-email,Bob,,Eng\n"  # line 4
+    )
+
+    message = _refused(runtime, text)
+
+    assert "line 2: name contains a control character (U+000A) at character 4" in message
+    assert "line 4: email 'not-an-email' is not an email address" in message
+
+
+@pytest.mark.parametrize(
+    ("column", "limit"),
+    [
+        ("email", MAX_LENGTH["email"]),
+        ("name", MAX_LENGTH["name"]),
+        ("department", MAX_LENGTH["department"]),
+    ],
+)
+def test_text_longer_than_its_limit_is_refused_and_the_limit_itself_is_stored(
+    runtime: Runtime, column: str, limit: int
+) -> None:
+    def row(length: int) -> str:
+        fields = {"email": "b@example.com", "name": "B", "department": "Eng"}
+        domain = "@example.com" if column == "email" else ""
+        fields[column] = "b" * (length - len(domain)) + domain
+        return f"UFZ00002,{fields['email']},{fields['name']},,{fields['department']}"
+
+    message = _refused(runtime, f"{HEADER}\n{row(limit + 1)}\n")
+
+    assert f"line 2: {column} is {limit + 1} characters long; at most {limit} are allowed" in (
+        message
+    )
+    import_directory(runtime, f"{HEADER}\n{row(limit)}\n", actor="test")
+    assert len(getattr(people(runtime)["UFZ00002"], column)) == limit
+
+
+def test_slack_user_ids_fit_their_32_character_columns(runtime: Runtime) -> None:
+    longest, too_long = "U" + "A" * 31, "U" + "A" * 32
+
+    message = _refused(
+        runtime,
+        f"{HEADER}\n{too_long},a@example.com,A,,\nUFZ00002,b@example.com,B,{too_long},\n",
+    )
+
+    assert f"line 2: slack_user_id '{too_long}' is not a Slack user ID (U or W, then 2 to 31" in (
+        message
+    )
+    assert f"line 3: manager_slack_user_id '{too_long}' is not a Slack user ID" in message
+    import_directory(
+        runtime,
+        f"{HEADER}\n{longest},a@example.com,A,,\nUFZ00002,b@example.com,B,{longest},\n",
+        actor="test",
+    )
+    assert people(runtime)["UFZ00002"].manager_slack_user_id == longest
+
+
+def test_a_huge_value_is_quoted_cut_short(runtime: Runtime) -> None:
+    message = _refused(runtime, f"{HEADER}\nU{'X' * 5000},{'e' * 5000},{'n' * 5000},,\n")
+
+    assert "line 2: slack_user_id 'UXXXX" in message
+    assert "line 2: email is 5000 characters long" in message
+    assert "line 2: name is 5000 characters long" in message
+    assert len(message) < 500
+
+
+# Each would reach the database without the checks: PostgreSQL raises a DataError for a NUL and
+# for more than 32 characters in a user-ID column; psycopg cannot encode a lone surrogate.
+UNSTORABLE = [
+    pytest.param("UFZ00002,b@example.com,B\x00b,,Eng", id="nul-in-name"),
+    pytest.param("UFZ00002,b@example.com,B,,Eng\x00", id="nul-at-the-end"),
+    pytest.param("UFZ00002\x00,b@example.com,B,,Eng", id="nul-in-id"),
+    pytest.param("UFZ00002,b@exa\x00mple.com,B,,Eng", id="nul-in-email"),
+    pytest.param("UFZ00002,b@example.com,B\ud800,,Eng", id="surrogate"),
+    pytest.param(f"U{'A' * 40},b@example.com,B,,Eng", id="id-beyond-32"),
+    pytest.param(f"UFZ00002,b@example.com,B,U{'A' * 40},Eng", id="manager-beyond-32"),
+    pytest.param(f"UFZ00002,b@example.com,{'B' * 100_000},,Eng", id="name-100k"),
+]
+
+
+@pytest.mark.parametrize("row", UNSTORABLE)
+def test_values_the_database_cannot_hold_are_refused_with_their_line(
+    runtime: Runtime, row: str
+) -> None:
+    import_directory(runtime, PEOPLE, actor="test")
+
+    message = _refused(runtime, f"{HEADER}\nUFZ00001,a@example.com,Ann,,Eng\n{row}\n")
+
+    assert "line 3: " in message and "line 2" not in message
+
+
+def test_postgresql_would_raise_a_data_error_for_them(runtime: Runtime, database_url: str) -> None:
+    """The premise of the test above: these values do fail in the database, without the checks."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite stores NUL and long strings; the premise is PostgreSQL's")
+    now = runtime.clock.now()
+    for person in (
+        Person(slack_user_id="UFZ00002", email="b@example.com", name="B\x00b", updated_at=now),
+        Person(slack_user_id="U" + "A" * 40, email="b@example.com", name="B", updated_at=now),
+    ):
+        with pytest.raises(DataError), runtime.db.transaction() as session:
+            session.add(person)

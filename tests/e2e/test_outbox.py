@@ -117,3 +117,19 @@ def test_a_card_redelivered_after_a_crash_is_updated_not_posted_twice(
     assert manager_cards(slack) == [first.ts]
     with runtime.db.read() as s:
         assert s.exec(select(StepApprover)).one().card_ts == first.ts
+
+
+def test_a_message_that_crashes_its_renderer_fails_alone(
+    slack: SlackSim, sender: SlackSender, bot: BotServer, runtime: Runtime, clock: ManualClock
+) -> None:
+    from bot import notifications
+
+    with runtime.db.transaction() as s:
+        # A payload no renderer can use (as after a bug), queued before a good message.
+        notifications.queue(s, notifications.APPROVAL_CARD, now=clock.now(), request_id="x")
+    sender.slash(EMPLOYEE, "request figma")
+    slack.wait_for(lambda: manager_cards(slack), what="the good message still delivered")
+    with runtime.db.read() as s:
+        broken = s.exec(select(OutboxMessage).where(OutboxMessage.id == 1)).one()
+    assert broken.status == "pending" and broken.attempts == 1
+    assert "ValueError" in broken.last_error

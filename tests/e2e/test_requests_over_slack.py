@@ -299,3 +299,12 @@ def test_healthz_says_503_when_the_database_is_gone(slack: SlackSim, runtime: Ru
     finally:
         server.stop()
         gone.db.dispose()
+
+
+def test_a_command_whose_text_says_payload_is_still_a_command(
+    slack: SlackSim, sender: SlackSender, runtime: Runtime
+) -> None:
+    # Bolt alone parses this body as an empty interaction and answers 404.
+    answer = sender.slash(EMPLOYEE, "request figma payload design work")
+    assert answer.status_code == 200
+    assert [r.justification for r in request_rows(runtime)] == ["payload design work"]
