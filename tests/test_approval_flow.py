@@ -252,3 +252,27 @@ def test_one_structured_log_line_per_committed_event(
     assert all("actor=" in line for line in lines)
     assert all("request=" in line for line in lines if "subject=request:" in line)
     assert "secret plans" not in caplog.text  # free text stays in the audit log
+
+
+def test_two_reveals_at_once_both_show_the_key_and_both_are_audited(rt: Runtime) -> None:
+    from storage import audit
+
+    r = requests.submit(rt, asked_by=EMPLOYEE, product_id="sublime", justification="")
+    approvals.decide(rt, request_id=r.request_id, step=0, actor=ADMIN, approve=True)
+    assignment = overview.my_licenses(rt, EMPLOYEE)[0].assignment_id
+    barrier = threading.Barrier(2)
+    keys_seen: list[str] = []
+
+    def reveal() -> None:
+        barrier.wait()
+        keys_seen.append(delivery.reveal_key(rt, actor=EMPLOYEE, assignment_id=assignment).key)
+
+    threads = [threading.Thread(target=reveal) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert keys_seen == [company.SUBLIME_KEYS[0]] * 2
+    assert actions(rt).count("key.revealed") == 2
+    with rt.db.read() as s:
+        assert audit.verify(s, rt.audit_keys).intact
