@@ -82,6 +82,10 @@ class ProductSpec(BaseModel):
     approval: list[_Step] | None = None
     auto_approve: Annotated[bool, Field(strict=True)] = False
     reclaim_after_days: Annotated[int, Field(strict=True, ge=1, le=MAX_RECLAIM_DAYS)] = 30
+    # Days a nudged holder has to answer before the seat counts as reclaimable.
+    reclaim_grace_days: Annotated[int, Field(strict=True, ge=1, le=MAX_RECLAIM_DAYS)] = 7
+    auto_reclaim: Annotated[bool, Field(strict=True)] = False
+    min_free_seats: Annotated[int, Field(strict=True, ge=0, le=MAX_SEATS)] = 0
 
     @field_validator("id")
     @classmethod
@@ -134,6 +138,9 @@ class ProductInfo:
     seats_taken: int
     seats_left: int
     reclaim_after_days: int = 30
+    reclaim_grace_days: int = 7
+    auto_reclaim: bool = False
+    min_free_seats: int = 0
     active: bool = True
 
 
@@ -474,6 +481,9 @@ def _values(spec: ProductSpec) -> dict[str, Any]:
         "approval": list(spec.approval or []),
         "auto_approve": spec.auto_approve,
         "reclaim_after_days": spec.reclaim_after_days,
+        "reclaim_grace_days": spec.reclaim_grace_days,
+        "auto_reclaim": spec.auto_reclaim,
+        "min_free_seats": spec.min_free_seats,
     }
 
 
@@ -526,6 +536,9 @@ def _infos(
                 if product.delivery == "key"
                 else open_seats,
                 reclaim_after_days=product.reclaim_after_days,
+                reclaim_grace_days=product.reclaim_grace_days,
+                auto_reclaim=product.auto_reclaim,
+                min_free_seats=product.min_free_seats,
                 active=product.active,
             )
         )

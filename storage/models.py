@@ -30,6 +30,9 @@ class Product(SQLModel, table=True):
     approval: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     auto_approve: bool = False
     reclaim_after_days: int = 30
+    reclaim_grace_days: int = 7
+    auto_reclaim: bool = False
+    min_free_seats: int = 0  # tell IT when free seats fall below this
     active: bool = True
     updated_at: datetime = _utc()
 
@@ -122,6 +125,10 @@ class Assignment(SQLModel, table=True):
     key_id: int | None = Field(default=None, foreign_key="license_key.id")
     assigned_at: datetime = _utc()
     released_at: datetime | None = _utc(default=None, nullable=True)
+    release_reason: str = Field(default="", max_length=32)  # released | reclaimed | offboarded
+    # Reclaim: the last nudge sent, and "Keep" answers snooze nudges until this time.
+    nudged_at: datetime | None = _utc(default=None, nullable=True)
+    snoozed_until: datetime | None = _utc(default=None, nullable=True)
 
 
 class AuditEntry(SQLModel, table=True):
@@ -186,3 +193,15 @@ class JobRun(SQLModel, table=True):
     job_id: str = Field(primary_key=True, max_length=64)
     period: str = Field(primary_key=True, max_length=32)
     ran_at: datetime = _utc()
+
+
+class UsageSignal(SQLModel, table=True):
+    """The last time a user was seen using a product, and where that was learnt."""
+
+    __tablename__ = "usage_signal"
+
+    product_id: str = Field(foreign_key="product.id", primary_key=True, max_length=64)
+    user_id: str = Field(primary_key=True, max_length=32)
+    last_used_at: datetime = _utc()
+    source: str = Field(max_length=32)  # csv | api | reveal | keep | connector:<name>
+    updated_at: datetime = _utc()

@@ -805,3 +805,16 @@ def test_a_failure_after_writing_began_rolls_everything_back(
     with pytest.raises(RuntimeError):
         load_catalog(runtime, CATALOG.split("  - id: zoom")[0], actor="t")
     assert snapshot(runtime) == before
+
+
+def test_reclaim_fields_are_loaded_with_their_defaults(runtime: Runtime) -> None:
+    text = (
+        "products:\n"
+        "  - {id: a, name: A, delivery: seat, seats: 2, approval: [],"
+        " reclaim_grace_days: 3, auto_reclaim: true, min_free_seats: 1}\n"
+        "  - {id: b, name: B, delivery: seat, seats: 2, approval: []}\n"
+    )
+    load_catalog(runtime, text, actor="test")
+    a, b = list_products(runtime)
+    assert (a.reclaim_grace_days, a.auto_reclaim, a.min_free_seats) == (3, True, 1)
+    assert (b.reclaim_grace_days, b.auto_reclaim, b.min_free_seats) == (7, False, 0)
