@@ -13,6 +13,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackRequestError
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
 
+from bot import usage_api
 from bot.dispatcher import Dispatcher
 from bot.errors import ConfigError
 from bot.metrics import Metrics
@@ -45,7 +46,13 @@ def web_client(token: str, api_url: str) -> WebClient:
 
 
 def assemble(
-    rt: Runtime, *, token: str, signing_secret: str, api_url: str, poll_seconds: float = 1.0
+    rt: Runtime,
+    *,
+    token: str,
+    signing_secret: str,
+    api_url: str,
+    poll_seconds: float = 1.0,
+    api_token: str | None = None,
 ) -> Licensebot:
     client = web_client(token, api_url)
     try:
@@ -72,11 +79,15 @@ def assemble(
     events.register(bolt, rt)
     dispatcher = Dispatcher(rt, SlackNotifier(rt, client), poll_seconds=poll_seconds)
     rt.wake_dispatcher = dispatcher.wake
-    wsgi = _wsgi(rt, SlackEndpoint(bolt, signing_secret=signing_secret, path="/slack/events"))
+    wsgi = _wsgi(
+        rt,
+        SlackEndpoint(bolt, signing_secret=signing_secret, path="/slack/events"),
+        api_token=api_token,
+    )
     return Licensebot(rt=rt, bolt=bolt, dispatcher=dispatcher, wsgi=wsgi)
 
 
-def _wsgi(rt: Runtime, endpoint: SlackEndpoint) -> WSGIApp:
+def _wsgi(rt: Runtime, endpoint: SlackEndpoint, *, api_token: str | None = None) -> WSGIApp:
     metrics = Metrics(rt)
     slack = metrics.observe(endpoint)
 
@@ -92,6 +103,9 @@ def _wsgi(rt: Runtime, endpoint: SlackEndpoint) -> WSGIApp:
             return [b'{"ok":true}']
         if path == "/slack/events":
             return slack(environ, start_response)
+        if path == usage_api.PATH:
+            # LICENSEBOT_API_TOKEN; without it the endpoint answers 404 "not enabled".
+            return usage_api.handle_usage(rt, api_token, environ, start_response)
         if path == "/metrics":
             start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST)])
             return [metrics.exposition()]

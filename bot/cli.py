@@ -19,7 +19,16 @@ from cryptography.fernet import Fernet
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot import audit_export, backup, jobs, outbox_status, roles, rotation, scheduler
+from bot import (
+    audit_export,
+    backup,
+    jobs,
+    outbox_status,
+    roles,
+    rotation,
+    scheduler,
+    usage,
+)
 from bot.catalog import list_products, load_catalog
 from bot.clock import SystemClock
 from bot.directory import import_directory, looks_like_user_id
@@ -33,6 +42,7 @@ from bot.errors import (
 )
 from bot.keys import import_keys
 from bot.runtime import Runtime, build_runtime, open_database
+from bot.seats import import_seats
 from bot.settings import Settings, load_settings
 from storage import audit
 from storage.db import Database
@@ -333,6 +343,32 @@ def directory_import(state: _State, file: str) -> None:
     click.echo(f"{result.added} added, {result.updated} updated, {result.unchanged} unchanged.")
 
 
+# --- usage ------------------------------------------------------------------------------------
+
+
+@cli.group("usage")
+def usage_group() -> None:
+    """Usage signals: when each person last used each product."""
+
+
+@usage_group.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@pass_state
+def usage_import(state: _State, file: str) -> None:
+    """Record last use from CSV: product_id,slack_user_id (or email),last_used_at (ISO 8601).
+
+    A signal older than the one already known is ignored. Any bad line: nothing is recorded.
+    """
+    text = _read_text(file, usage.UsageImportError)
+    rows = usage.parse_csv(text, _label(file))
+    result = usage.record_usage(
+        state.runtime(), rows, source="csv", actor=actor(), label=_label(file)
+    )
+    click.echo(
+        f"Recorded {result.recorded} usage signals ({result.ignored_older} older than what we knew)"
+    )
+
+
 # --- roles ------------------------------------------------------------------------------------
 
 
@@ -387,6 +423,27 @@ def roles_list(state: _State) -> None:
         return
     for h in holders:
         click.echo(f"{h.user_id}\t{h.role}\t{h.source}")
+
+
+# --- seats ------------------------------------------------------------------------------------
+
+
+@cli.group()
+def seats() -> None:
+    """Seats people already hold (imported when the company adopts the bot)."""
+
+
+@seats.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@pass_state
+def seats_import(state: _State, file: str) -> None:
+    """Record the holders in FILE (CSV: product_id,slack_user_id,assigned_at[,key]; - for stdin)."""
+    text = _read_text(file, InputError)
+    result = import_seats(state.runtime(), text, actor=actor(), source=_label(file))
+    click.echo(
+        f"Imported {result.added} seats ({result.keys} with a key); "
+        f"{result.already_held} already held, skipped."
+    )
 
 
 # --- keys -------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from bot import notifications
+from bot import notifications, usage
 from bot.errors import InputError, NotAllowed, VaultError
 from bot.runtime import Runtime
 from storage import audit
@@ -174,6 +174,12 @@ def reveal_key(rt: Runtime, *, actor: str, assignment_id: int) -> RevealedKey:
                 "This key cannot be decrypted with the configured LICENSEBOT_ENCRYPTION_KEYS; "
                 "IT has to fix the bot's settings."
             ) from None
+        # Asking for the key is a use of the product: it keeps the seat from looking idle.
+        # Before the audit append: the usage row's foreign key share-locks the product row, and
+        # key imports lock the product and then audit_head; the same order here cannot deadlock.
+        usage.record_signal(
+            session, product_id=product.id, user_id=actor, at=now, source="reveal", now=now
+        )
         audit.append(
             session,
             rt.audit_keys,

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot import notifications
+from bot import notifications, reclaim
 from bot.runtime import Runtime
 from storage import job_runs
 from storage.models import AuditHead
@@ -47,5 +47,6 @@ JOBS: dict[str, JobSpec] = {
     spec.id: spec
     for spec in (
         JobSpec("audit-head", "Post the audit chain's head to IT", "5 0 * * *", publish_audit_head),
+        JobSpec(reclaim.JOB_ID, "Nudge idle seat holders; reclaim", "0 9 * * *", reclaim.run_daily),
     )
 }

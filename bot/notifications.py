@@ -28,6 +28,12 @@ RESPOND = "respond"  # response_url, text: an ephemeral answer to an interaction
 NOTICE = "notice"  # user_id, text: a DM answer where there is no response_url (App Home)
 MASK_REVEAL = "mask_reveal"  # view_id: hide a revealed key again
 AUDIT_HEAD = "audit_head"  # entries, head, day: the audit chain's head for IT
+RECLAIM_NUDGE = "reclaim_nudge"  # assignment_id: ask an idle seat's holder to Keep or Release
+RECLAIM_ANSWERED = "reclaim_answered"  # assignment_id, channel, ts: update the nudge card
+SEAT_KEPT = "seat_kept"  # assignment_id: Keep confirmed by DM (no card to update)
+SEAT_RELEASED = "seat_released"  # assignment_id: thank the holder by DM (no card to update)
+SEAT_RECLAIMED = "seat_reclaimed"  # assignment_id: tell the holder the seat was taken back
+IT_OFFBOARDED = "it_offboarded"  # user_id, released, keys, cancelled: someone left
 
 KINDS = frozenset(
     {
@@ -44,6 +50,12 @@ KINDS = frozenset(
         NOTICE,
         MASK_REVEAL,
         AUDIT_HEAD,
+        RECLAIM_NUDGE,
+        RECLAIM_ANSWERED,
+        SEAT_KEPT,
+        SEAT_RELEASED,
+        SEAT_RECLAIMED,
+        IT_OFFBOARDED,
     }
 )
 

@@ -7,8 +7,15 @@ from dataclasses import dataclass, field
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from bot import approvals, catalog, delivery, roles
-from bot.errors import AlreadyHolds, DuplicateRequest, InputError, NotAllowed, UnknownProduct
+from bot import approvals, catalog, delivery, notifications, roles
+from bot.errors import (
+    AlreadyHolds,
+    Conflict,
+    DuplicateRequest,
+    InputError,
+    NotAllowed,
+    UnknownProduct,
+)
 from bot.runtime import Runtime
 from bot.text import storable
 from storage import audit
@@ -193,3 +200,37 @@ def _result(session: Session, req: LicenseRequest, product: Product) -> SubmitRe
         why=why,
         waitlist_position=delivery.waitlist_position(session, req),
     )
+
+
+def cancel(rt: Runtime, *, request_id: int, actor: str) -> str:
+    """Withdraw an open request (its requester or whoever asked for them); returns the product's
+    name. Approvers' cards are updated to say there is nothing left to decide."""
+    now = rt.clock.now()
+    with rt.db.transaction() as session:
+        req = session.exec(
+            select(LicenseRequest).where(LicenseRequest.id == request_id).with_for_update()
+        ).one_or_none()
+        if req is None or actor not in (req.requester_id, req.requested_by):
+            raise NotAllowed(f"You can't cancel request #{request_id}: it is not yours.")
+        if req.status not in OPEN_STATUSES:
+            raise Conflict(f"Request #{request_id} is already {req.status}; nothing to cancel.")
+        was_pending = req.status == "pending"
+        req.status, req.closed_at, req.updated_at = "cancelled", now, now
+        session.add(req)
+        audit.append(
+            session,
+            rt.audit_keys,
+            at=now,
+            actor=actor,
+            action="request.cancelled",
+            subject=f"request:{request_id}",
+            details={"product": req.product_id},
+        )
+        if was_pending:
+            notifications.queue(
+                session, notifications.STEP_CLOSED, now=now, request_id=request_id, step=req.step
+            )
+        product = session.get(Product, req.product_id)
+        name = product.name if product else req.product_id
+    rt.wake_dispatcher()
+    return name

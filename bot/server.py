@@ -104,7 +104,13 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 3000) -> N
     configure_logging()
     rt = build_runtime(settings)
     try:
-        bot = assemble(rt, token=token, signing_secret=secret, api_url=settings.slack_api_url)
+        bot = assemble(
+            rt,
+            token=token,
+            signing_secret=secret,
+            api_url=settings.slack_api_url,
+            api_token=settings.api_token,
+        )
         server = BotServer(bot, host=host, port=port)
         jobs = Scheduler(rt)
         jobs.start()

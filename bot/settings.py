@@ -13,6 +13,9 @@ from storage import audit
 from storage.db import sqlite_path
 from storage.vault import VaultKeyError, load_or_create_key_file, parse_keys
 
+# A bearer token guards writes from the network: shorter ones are guessable.
+API_TOKEN_MIN_LENGTH = 24
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
@@ -26,6 +29,8 @@ class Settings(BaseSettings):
     licensebot_it_channel: str | None = None
     licensebot_admins: str = ""
     licensebot_reveal_seconds: int = 300
+    # Bearer token for POST /api/usage; unset means the API is off (it answers 404).
+    licensebot_api_token: SecretStr | None = None
 
     @field_validator("slack_api_url")
     @classmethod
@@ -38,6 +43,23 @@ class Settings(BaseSettings):
         if value < 1:
             raise ValueError("must be at least 1 second")
         return value
+
+    @field_validator("licensebot_api_token")
+    @classmethod
+    def _strong_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None  # set but empty: the API stays off
+        if len(value.get_secret_value().strip()) < API_TOKEN_MIN_LENGTH:
+            raise ValueError(
+                f"must be at least {API_TOKEN_MIN_LENGTH} characters (make one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+            )
+        return SecretStr(value.get_secret_value().strip())
+
+    @property
+    def api_token(self) -> str | None:
+        """The bearer token of POST /api/usage, or None when the API is off."""
+        return self.licensebot_api_token.get_secret_value() if self.licensebot_api_token else None
 
     @property
     def admins(self) -> frozenset[str]:

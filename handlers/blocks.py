@@ -27,6 +27,7 @@ from bot.audit_view import AuditLine
 from bot.catalog import ProductInfo
 from bot.delivery import RevealedKey
 from bot.overview import DecisionView, LicenseView, Overview, RequestCard
+from bot.reclaim import SeatView
 from bot.requests import SubmitResult
 from handlers import ids
 
@@ -568,6 +569,32 @@ def it_out_of_stock(card: RequestCard) -> Message:
     return _message(line, blocks)
 
 
+def cancelled(request_id: int, product_name: str) -> Message:
+    """The requester's confirmation that a request was withdrawn."""
+    line = f":wastebasket: Request #{request_id} for *{_name(product_name)}* is cancelled."
+    return _message(line, [_section(line, block_id="cancelled")])
+
+
+def it_offboarded(
+    *, user_id: str, released: Sequence[str], keys: Sequence[str], cancelled: Sequence[int]
+) -> Message:
+    """For the IT channel: a deactivated account's seats came back."""
+    who = _user(user_id)
+    line = f":wave: {who} was deactivated in Slack: {len(released)} seat(s) released"
+    line += f", {len(cancelled)} open request(s) cancelled." if cancelled else "."
+    parts = [line]
+    if released:
+        parts.append("Released: " + ", ".join(f"`{_fit(p, 64)}`" for p in released[:40]))
+    if keys:
+        parts.append(
+            ":key: These keys may need deactivating at the vendor: "
+            + ", ".join(f"`{_fit(p, 64)}`" for p in keys[:40])
+        )
+    if cancelled:
+        parts.append("Cancelled: " + ", ".join(f"#{n}" for n in cancelled[:40]))
+    return _message(line, [_section("\n".join(parts), block_id="offboarded")])
+
+
 def audit_head_notice(*, entries: int, head: str, day: str) -> Message:
     """For the IT channel, daily: the audit chain's head, so history cannot be quietly
     rewritten (a later `licensebot audit verify` must agree with what Slack holds)."""
@@ -577,6 +604,74 @@ def audit_head_notice(*, entries: int, head: str, day: str) -> Message:
         "head that no longer match this one mean the history was rewritten."
     )
     return _message(line, [_section(line, block_id="audit_head"), _context(hint)])
+
+
+# ---------------------------------------------------------------------------------------------
+# Reclaiming idle seats
+
+
+def _last_use(seat: SeatView) -> str:
+    if seat.last_used_at is None:
+        return f"never since it was assigned on {_day(seat.assigned_at.date())}"
+    return _day(seat.last_used_at.date())
+
+
+def reclaim_nudge(seat: SeatView) -> Message:
+    """The holder's DM: the seat looks idle; Keep it (snoozed) or Release it (freed now)."""
+    name = _name(seat.product_name)
+    if seat.released_at is not None:
+        return reclaim_answered(seat)  # answered (or reclaimed) before this was delivered
+    line = f"Are you still using *{name}*?"
+    facts = (
+        f"Last use: {_last_use(seat)}\nYearly cost: {_money(seat.cost_per_seat)}\n"
+        f"Keep it and I won't ask again for {_plural(seat.reclaim_after_days, 'day')}; "
+        "Release it and it goes to the next person who needs it."
+    )
+    if seat.auto_reclaim:
+        facts += (
+            f"\nWithout an answer within {_plural(seat.reclaim_grace_days, 'day')} "
+            "the seat is taken back."
+        )
+    value = str(seat.assignment_id)
+    blocks = [
+        _section(f"{line}\n{facts}", block_id=f"reclaim_{seat.assignment_id}"),
+        {
+            "type": "actions",
+            "block_id": f"reclaim_actions_{seat.assignment_id}",
+            "elements": [
+                _button("Keep", ids.ACTION_KEEP, value, "primary"),
+                _button("Release", ids.ACTION_RELEASE, value, "danger"),
+            ],
+        },
+    ]
+    return _message(f"Are you still using {name}?", blocks)
+
+
+def reclaim_answered(seat: SeatView) -> Message:
+    """The nudge card after its answer (no buttons left), or the DM saying the same."""
+    name = _name(seat.product_name)
+    if seat.released_at is not None and seat.release_reason == "reclaimed":
+        return seat_reclaimed(seat)
+    if seat.released_at is not None:
+        line = f"🙏 Thanks for giving back your *{name}* seat; it goes to whoever needs it next."
+    elif seat.snoozed_until is not None:
+        line = (
+            f"👍 You kept your *{name}* seat. I won't ask again before "
+            f"{_day(seat.snoozed_until.date())}."
+        )
+    else:
+        line = f"Your *{name}* seat is unchanged."
+    return _message(line, [_section(line, block_id=f"reclaim_{seat.assignment_id}")])
+
+
+def seat_reclaimed(seat: SeatView) -> Message:
+    name = _name(seat.product_name)
+    line = (
+        f"Your *{name}* seat was taken back: it was unused since {_last_use(seat)} and the "
+        f"reminder got no answer. Ask again with `{COMMAND} request {_fit(seat.product_id, 64)}` "
+        "if you need it."
+    )
+    return _message(line, [_section(line, block_id=f"reclaim_{seat.assignment_id}")])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -664,6 +759,7 @@ def help_text() -> Message:
             f"`{COMMAND} request` — open the request form",
             f"`{COMMAND} mine` — your licenses and keys",
             f"`{COMMAND} catalog` — what you can ask for",
+            f"`{COMMAND} cancel N` — withdraw your open request number N",
             f"`{COMMAND} audit @user` or `{COMMAND} audit PRODUCT_ID` — the latest audit "
             "entries (auditors and IT)",
             f"`{COMMAND} help` — this help",
@@ -676,7 +772,7 @@ def help_text() -> Message:
             block_id="more",
         ),
     ]
-    return _message(f"How to use {COMMAND}: request, mine, catalog, audit, help.", blocks)
+    return _message(f"How to use {COMMAND}: request, mine, catalog, cancel, audit, help.", blocks)
 
 
 # Per value of an entry's details: a justification can be long, the list of them must fit.

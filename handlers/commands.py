@@ -77,6 +77,13 @@ def handle_command_license(
             _reply(ack, blocks.my_licenses(overview.my_licenses(rt, user)))
         elif sub == "catalog":
             _reply(ack, blocks.catalog_list(catalog.list_products(rt)))
+        elif sub == "cancel":
+            number = rest.strip().lstrip("#")
+            if not (number.isascii() and number.isdigit() and len(number) <= 9):
+                _reply(ack, blocks.error(f"Say which request: `{ids.COMMAND} cancel 42`."))
+                return
+            name = requests.cancel(rt, request_id=int(number), actor=user)
+            _reply(ack, blocks.cancelled(int(number), name))
         elif sub == "audit":
             _audit(ack, rt, user, rest)
         elif sub in ("", "help"):

@@ -8,7 +8,7 @@ from typing import Any
 
 from slack_bolt import App
 
-from bot import home
+from bot import home, offboarding
 from bot.directory import looks_like_user_id
 from bot.runtime import Runtime
 
@@ -32,5 +32,17 @@ def handle_event_app_home_opened(event: dict[str, Any], body: dict[str, Any], rt
         home.refresh_home(rt, user, event_id=_event_key(body.get("event_id")))
 
 
+def handle_event_user_change(event: dict[str, Any], rt: Runtime) -> None:
+    """A deactivated (or deleted) account gives back its seats; open requests are cancelled."""
+    user = event.get("user")
+    if not isinstance(user, dict) or user.get("deleted") is not True:
+        return
+    user_id = user.get("id")
+    if isinstance(user_id, str) and looks_like_user_id(user_id):
+        # Repeats and retries are harmless: a second offboarding finds nothing left to do.
+        offboarding.offboard(rt, user_id)
+
+
 def register(app: App, rt: Runtime) -> None:
     app.event("app_home_opened")(lambda event, body: handle_event_app_home_opened(event, body, rt))
+    app.event("user_change")(lambda event: handle_event_user_change(event, rt))

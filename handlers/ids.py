@@ -16,6 +16,9 @@ VIEW_REVEAL = "reveal_key_modal"
 ACTION_APPROVE = "approve_request"
 ACTION_DENY = "deny_request"
 ACTION_REVEAL = "reveal_key"
+# Reclaim nudge buttons, value = assignment ID. Labels are part of the contract: "Keep", "Release".
+ACTION_KEEP = "keep_seat"
+ACTION_RELEASE = "release_seat"
 
 # Input blocks of the request modal and the deny modal (block_id / action_id).
 BLOCK_PRODUCT = "product"
@@ -26,4 +29,4 @@ BLOCK_REASON = "reason"
 INPUT_REASON = "reason_input"
 
 # Events the bot subscribes to (manifest: settings.event_subscriptions.bot_events).
-EVENTS = ("app_home_opened",)
+EVENTS = ("app_home_opened", "user_change")

@@ -12,7 +12,7 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot import approvals, delivery, home, requests
+from bot import approvals, delivery, home, reclaim, requests
 from bot.directory import looks_like_user_id
 from bot.errors import LicenseBotError
 from bot.runtime import Runtime
@@ -176,6 +176,37 @@ def handle_action_reveal(
     home.schedule_mask(rt, response["view"]["id"], revealed.product_name)
 
 
+def _message_ref(body: dict[str, Any]) -> tuple[str, str] | None:
+    """The channel and ts of the message the button was on, so its card can be updated."""
+    container = body.get("container")
+    if not isinstance(container, dict):
+        return None
+    channel, ts = container.get("channel_id"), container.get("message_ts")
+    if isinstance(channel, str) and isinstance(ts, str) and channel and ts:
+        return channel[:64], ts[:64]
+    return None
+
+
+def handle_action_reclaim(
+    ack: Ack, body: dict[str, Any], action: dict[str, Any], rt: Runtime, *, keep: bool
+) -> None:
+    """Keep or Release on a reclaim nudge; only the seat's holder may answer."""
+    ack()
+    clicker = _clicker(body)
+    if clicker is None:
+        _malformed(body, "no_user")
+        return
+    assignment_id = _row_id(action.get("value"))
+    if assignment_id is None:
+        _refuse(rt, body, clicker, "That button is broken; nothing was changed.")
+        return
+    answer = reclaim.keep if keep else reclaim.release
+    try:
+        answer(rt, actor=clicker, assignment_id=assignment_id, card=_message_ref(body))
+    except LicenseBotError as exc:
+        _refuse(rt, body, clicker, message_for(exc))
+
+
 def handle_view_request(ack: Ack, body: dict[str, Any], view: dict[str, Any], rt: Runtime) -> None:
     clicker = _clicker(body)
     view_id = view.get("id")
@@ -247,6 +278,12 @@ def register(app: App, rt: Runtime) -> None:
     )
     app.action(_button(ids.ACTION_REVEAL))(
         lambda ack, body, action, client: handle_action_reveal(ack, body, action, client, rt)
+    )
+    app.action(_button(ids.ACTION_KEEP))(
+        lambda ack, body, action: handle_action_reclaim(ack, body, action, rt, keep=True)
+    )
+    app.action(_button(ids.ACTION_RELEASE))(
+        lambda ack, body, action: handle_action_reclaim(ack, body, action, rt, keep=False)
     )
     app.view(ids.VIEW_REQUEST)(lambda ack, body, view: handle_view_request(ack, body, view, rt))
     app.view(ids.VIEW_DENY)(lambda ack, body, view: handle_view_deny(ack, body, view, rt))

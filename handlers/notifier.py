@@ -14,7 +14,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.webhook import WebhookClient
 
-from bot import approvals, notifications, overview, roles
+from bot import approvals, notifications, overview, reclaim, roles
 from bot.notifications import DeliveryFailed
 from bot.runtime import Runtime
 from handlers import blocks
@@ -38,6 +38,16 @@ PERMANENT = {
     "cannot_dm_bot",
     "messages_tab_disabled",
 }
+# Rendered from the seat (assignment), not from a request.
+_SEAT_KINDS = frozenset(
+    {
+        notifications.RECLAIM_NUDGE,
+        notifications.RECLAIM_ANSWERED,
+        notifications.SEAT_KEPT,
+        notifications.SEAT_RELEASED,
+        notifications.SEAT_RECLAIMED,
+    }
+)
 # views.update on a modal the user already closed: nothing left to hide.
 GONE = {"not_found", "view_not_found"}
 
@@ -81,6 +91,16 @@ class SlackNotifier:
             view = blocks.home(overview.overview(self._rt, p["user_id"]))
             self._client.views_publish(user_id=p["user_id"], view=view)
             return
+        if kind == notifications.IT_OFFBOARDED:
+            self._tell_it(
+                blocks.it_offboarded(
+                    user_id=p["user_id"],
+                    released=p["released"],
+                    keys=p["keys"],
+                    cancelled=p["cancelled"],
+                )
+            )
+            return
         if kind == notifications.AUDIT_HEAD:
             self._tell_it(
                 blocks.audit_head_notice(entries=int(p["entries"]), head=p["head"], day=p["day"])
@@ -90,6 +110,9 @@ class SlackNotifier:
             self._client.views_update(
                 view_id=p["view_id"], view=blocks.masked_reveal_modal(p["product_name"])
             )
+            return
+        if kind in _SEAT_KINDS:
+            self._seat(kind, p)
             return
         card = overview.request_card(self._rt, int(p["request_id"]))
         if card is None:
@@ -121,6 +144,21 @@ class SlackNotifier:
             self._tell_it(blocks.request_stalled(card))
         else:
             raise DeliveryFailed(f"unknown notification kind {kind!r}", permanent=True)
+
+    def _seat(self, kind: str, p: dict[str, Any]) -> None:
+        seat = reclaim.seat_view(self._rt, int(p["assignment_id"]))
+        if seat is None:
+            log.warning("event=notification_dropped kind=%s reason=no_such_assignment", kind)
+            return
+        if kind == notifications.RECLAIM_ANSWERED:
+            text, body = blocks.reclaim_answered(seat)
+            self._client.chat_update(channel=p["channel"], ts=p["ts"], text=text, blocks=body)
+        elif kind == notifications.RECLAIM_NUDGE:
+            self._post(seat.user_id, blocks.reclaim_nudge(seat))
+        elif kind == notifications.SEAT_RECLAIMED:
+            self._post(seat.user_id, blocks.seat_reclaimed(seat))
+        else:  # SEAT_KEPT, SEAT_RELEASED: the answer by DM when there was no card to update
+            self._post(seat.user_id, blocks.reclaim_answered(seat))
 
     def _post(self, channel: str, message: tuple[str, list[dict[str, Any]]]) -> dict[str, Any]:
         text, body = message

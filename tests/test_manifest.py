@@ -23,7 +23,10 @@ REQUIRED_SCOPES = {"commands", "chat:write"}
 ALLOWED_SCOPES = {
     "commands",  # /license, the global shortcut
     "chat:write",  # chat.postMessage, chat.postEphemeral, chat.update
+    "users:read",  # the user_change event
 }
+# The scope each subscribed event needs (None: none).
+EVENT_SCOPES: dict[str, str | None] = {"app_home_opened": None, "user_change": "users:read"}
 # The scope each Web API method the code calls needs (None: no scope).
 METHOD_SCOPES: dict[str, str | None] = {
     "chat_postMessage": "chat:write",
@@ -127,6 +130,11 @@ def test_every_scope_is_used_and_every_call_is_covered(manifest: dict[str, Any])
     unknown = calls - set(METHOD_SCOPES)
     assert not unknown, f"add these methods and their scopes to METHOD_SCOPES: {unknown}"
     needed = {"commands"} | {METHOD_SCOPES[c] for c in calls if METHOD_SCOPES[c]}
+    needed |= {
+        EVENT_SCOPES[e]
+        for e in manifest["settings"]["event_subscriptions"]["bot_events"]
+        if EVENT_SCOPES[e]
+    }
     assert set(manifest["oauth_config"]["scopes"]["bot"]) == needed
 
 

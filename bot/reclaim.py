@@ -1,0 +1,391 @@
+"""Asking idle seat holders to give seats back, and taking back the ones nobody answers for.
+
+A seat is idle when its last use (``usage_signal``, else the day it was assigned) is older than
+its product's ``reclaim_after_days``. The daily scan nudges each idle seat once per window
+(``nudged_at``); "Keep" snoozes it for another window and counts as use; "Release" frees it.
+A nudge left unanswered for ``reclaim_grace_days`` is reclaimed on ``auto_reclaim`` products
+and only listed (``reclaimable``) on the others. The scans are SQL queries: their shape does
+not change with the number of assignments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import DateTime, and_, case, func, literal, or_, update
+from sqlalchemy import select as sa_select
+from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import Session, col, select
+
+from bot import delivery, notifications
+from bot.errors import Conflict, NotAllowed
+from bot.runtime import Runtime
+from storage import audit, job_runs
+from storage.models import Assignment, Product, UsageSignal
+
+SYSTEM_ACTOR = "licensebot"
+JOB_ID = "reclaim"
+
+
+@dataclass(frozen=True)
+class ReclaimResult:
+    nudged: int
+    reclaimed: int
+    served: int  # waitlisted requests given a reclaimed seat
+
+
+@dataclass(frozen=True)
+class SeatView:
+    """One seat as the nudge card and the answers to it show it."""
+
+    assignment_id: int
+    user_id: str
+    product_id: str
+    product_name: str
+    cost_per_seat: Decimal  # per year
+    assigned_at: datetime
+    last_used_at: datetime | None  # None: never seen in use
+    reclaim_after_days: int
+    reclaim_grace_days: int
+    auto_reclaim: bool
+    snoozed_until: datetime | None
+    released_at: datetime | None
+    release_reason: str
+
+
+@dataclass(frozen=True)
+class Reclaimable:
+    assignment_id: int
+    product_id: str
+    user_id: str
+    nudged_at: datetime
+    last_used_at: datetime | None
+
+
+def _days_before(now: datetime, days_column: Any, values: set[int]) -> ColumnElement[Any]:
+    """``now`` minus a per-product number of days, as one SQL expression.
+
+    Date arithmetic differs between SQLite and PostgreSQL, so the few distinct day counts are
+    turned into bound timestamps in a CASE; the query's shape stays the same for any number of
+    assignments.
+    """
+    stamp = DateTime(timezone=True)
+    whens = [(days_column == d, literal(now - timedelta(days=d), stamp)) for d in sorted(values)]
+    if not whens:
+        return literal(now, stamp)
+    return case(*whens, else_=literal(now, stamp))
+
+
+def _day_counts(session: Session, column: Any) -> set[int]:
+    return set(session.exec(select(column).distinct()).all())
+
+
+_LAST_USE = func.coalesce(col(UsageSignal.last_used_at), col(Assignment.assigned_at))
+
+
+def _utc(at: datetime) -> datetime:
+    # SQLite hands back naive datetimes; every stored time is UTC.
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def _unanswered(session: Session, now: datetime) -> ColumnElement[bool]:
+    """Nudged at least the grace period ago, not used (nor kept) since, not snoozed."""
+    grace_cutoff = _days_before(
+        now, col(Product.reclaim_grace_days), _day_counts(session, Product.reclaim_grace_days)
+    )
+    return and_(
+        col(Assignment.nudged_at).is_not(None),
+        col(Assignment.nudged_at) <= grace_cutoff,
+        col(Assignment.nudged_at) > _LAST_USE,  # "Keep" records use, so it counts as an answer
+        or_(col(Assignment.snoozed_until).is_(None), col(Assignment.snoozed_until) <= now),
+    )
+
+
+def scan(session: Session, rt: Runtime, *, now: datetime) -> ReclaimResult:
+    """Reclaim unanswered nudges on auto_reclaim products, then nudge newly idle seats."""
+    reclaimed, served = _reclaim_unanswered(session, rt, now=now)
+    nudged = _nudge_idle(session, rt, now=now)
+    return ReclaimResult(nudged=nudged, reclaimed=reclaimed, served=served)
+
+
+def _nudge_idle(session: Session, rt: Runtime, *, now: datetime) -> int:
+    window_start = _days_before(
+        now, col(Product.reclaim_after_days), _day_counts(session, Product.reclaim_after_days)
+    )
+    # One query picks every idle seat; locked so a concurrent scan cannot nudge it again.
+    idle = session.exec(
+        select(Assignment.id, Assignment.user_id, Assignment.product_id, _LAST_USE)
+        .join(Product, col(Product.id) == col(Assignment.product_id))
+        .outerjoin(
+            UsageSignal,
+            and_(
+                col(UsageSignal.product_id) == col(Assignment.product_id),
+                col(UsageSignal.user_id) == col(Assignment.user_id),
+            ),
+        )
+        .where(
+            col(Assignment.released_at).is_(None),
+            window_start > _LAST_USE,
+            or_(col(Assignment.snoozed_until).is_(None), col(Assignment.snoozed_until) <= now),
+            or_(col(Assignment.nudged_at).is_(None), col(Assignment.nudged_at) < window_start),
+        )
+        .order_by(col(Assignment.id))
+        .with_for_update(of=Assignment)
+    ).all()
+    ids = [row[0] for row in idle]
+    if not ids:
+        return 0
+    session.execute(update(Assignment).where(col(Assignment.id).in_(ids)).values(nudged_at=now))
+    for assignment_id, user_id, product_id, last_use in idle:
+        audit.append(
+            session,
+            rt.audit_keys,
+            at=now,
+            actor=SYSTEM_ACTOR,
+            action="seat.nudged",
+            subject=f"user:{user_id}",
+            details={
+                "product": product_id,
+                "assignment": assignment_id,
+                "last_use": _utc(last_use).isoformat() if isinstance(last_use, datetime) else None,
+            },
+        )
+        notifications.queue(
+            session, notifications.RECLAIM_NUDGE, now=now, assignment_id=assignment_id
+        )
+    return len(ids)
+
+
+def _reclaim_unanswered(session: Session, rt: Runtime, *, now: datetime) -> tuple[int, int]:
+    due = session.exec(
+        select(Assignment.id, Assignment.user_id, Assignment.product_id)
+        .join(Product, col(Product.id) == col(Assignment.product_id))
+        .outerjoin(
+            UsageSignal,
+            and_(
+                col(UsageSignal.product_id) == col(Assignment.product_id),
+                col(UsageSignal.user_id) == col(Assignment.user_id),
+            ),
+        )
+        .where(
+            col(Assignment.released_at).is_(None),
+            col(Product.auto_reclaim).is_(True),
+            _unanswered(session, now),
+        )
+        .order_by(col(Assignment.id))
+        .with_for_update(of=Assignment)
+    ).all()
+    if not due:
+        return 0, 0
+    session.execute(
+        update(Assignment)
+        .where(col(Assignment.id).in_([row[0] for row in due]))
+        .values(released_at=now, release_reason="reclaimed")
+    )
+    for assignment_id, user_id, product_id in due:
+        audit.append(
+            session,
+            rt.audit_keys,
+            at=now,
+            actor=SYSTEM_ACTOR,
+            action="seat.reclaimed",
+            subject=f"user:{user_id}",
+            details={"product": product_id, "assignment": assignment_id},
+        )
+        notifications.queue(
+            session, notifications.SEAT_RECLAIMED, now=now, assignment_id=assignment_id
+        )
+    served = 0
+    for product_id in sorted({row[2] for row in due}):  # per product, not per seat
+        served += delivery.assign_waitlisted(session, rt, product_id, now=now)
+    return len(due), served
+
+
+def run_daily(rt: Runtime, now: datetime) -> bool:
+    """The scheduled job: one scan per day, claimed in the same transaction as its work."""
+    with rt.db.transaction() as session:
+        if not job_runs.claim(session, JOB_ID, now.date().isoformat(), now=now):
+            return False
+        scan(session, rt, now=now)
+    rt.wake_dispatcher()
+    return True
+
+
+def reclaimable(rt: Runtime) -> list[Reclaimable]:
+    """Nudges unanswered past their grace on products that are not reclaimed automatically:
+    IT decides (the digest lists them)."""
+    now = rt.clock.now()
+    with rt.db.read() as session:
+        # Five columns: more than sqlmodel's typed select() takes, so SQLAlchemy's.
+        rows = session.execute(
+            sa_select(
+                col(Assignment.id),
+                col(Assignment.product_id),
+                col(Assignment.user_id),
+                col(Assignment.nudged_at),
+                col(UsageSignal.last_used_at),
+            )
+            .join(Product, col(Product.id) == col(Assignment.product_id))
+            .outerjoin(
+                UsageSignal,
+                and_(
+                    col(UsageSignal.product_id) == col(Assignment.product_id),
+                    col(UsageSignal.user_id) == col(Assignment.user_id),
+                ),
+            )
+            .where(
+                col(Assignment.released_at).is_(None),
+                col(Product.auto_reclaim).is_(False),
+                _unanswered(session, now),
+            )
+            .order_by(col(Assignment.product_id), col(Assignment.id))
+        ).all()
+    result = []
+    for assignment_id, product_id, user_id, nudged_at, last_used_at in rows:
+        assert assignment_id is not None and nudged_at is not None
+        last = _utc(last_used_at) if last_used_at is not None else None
+        result.append(Reclaimable(assignment_id, product_id, user_id, _utc(nudged_at), last))
+    return result
+
+
+def seat_view(rt: Runtime, assignment_id: int) -> SeatView | None:
+    """The seat, released or not: the card of an answered nudge shows the outcome."""
+    with rt.db.read() as session:
+        found = session.exec(
+            select(Assignment, Product, UsageSignal)
+            .join(Product, col(Product.id) == col(Assignment.product_id))
+            .outerjoin(
+                UsageSignal,
+                and_(
+                    col(UsageSignal.product_id) == col(Assignment.product_id),
+                    col(UsageSignal.user_id) == col(Assignment.user_id),
+                ),
+            )
+            .where(col(Assignment.id) == assignment_id)
+        ).first()
+    if found is None:
+        return None
+    assignment, product, usage = found
+    assert assignment.id is not None
+    return SeatView(
+        assignment_id=assignment.id,
+        user_id=assignment.user_id,
+        product_id=product.id,
+        product_name=product.name,
+        cost_per_seat=product.cost_per_seat,
+        assigned_at=_utc(assignment.assigned_at),
+        last_used_at=_utc(usage.last_used_at) if usage is not None else None,
+        reclaim_after_days=product.reclaim_after_days,
+        reclaim_grace_days=product.reclaim_grace_days,
+        auto_reclaim=product.auto_reclaim,
+        snoozed_until=_utc(assignment.snoozed_until) if assignment.snoozed_until else None,
+        released_at=_utc(assignment.released_at) if assignment.released_at else None,
+        release_reason=assignment.release_reason,
+    )
+
+
+def _holders_seat(session: Session, actor: str, assignment_id: int, verb: str) -> Assignment:
+    assignment = session.exec(
+        select(Assignment).where(Assignment.id == assignment_id).with_for_update()
+    ).first()
+    if assignment is None or assignment.user_id != actor:
+        raise NotAllowed(f"You can't {verb} this seat: it is not assigned to you.")
+    if assignment.released_at is not None:
+        raise Conflict("This seat was already given back; nothing was changed.")
+    return assignment
+
+
+def _card(
+    session: Session, kind: str, assignment: Assignment, card: tuple[str, str] | None, now: datetime
+) -> None:
+    # With the nudge's channel and ts the card itself changes; without them (a click from
+    # somewhere else) the holder gets a DM saying what happened.
+    if card is not None:
+        notifications.queue(
+            session,
+            notifications.RECLAIM_ANSWERED,
+            now=now,
+            assignment_id=assignment.id,
+            channel=card[0],
+            ts=card[1],
+        )
+    else:
+        notifications.queue(session, kind, now=now, assignment_id=assignment.id)
+
+
+def keep(
+    rt: Runtime, *, actor: str, assignment_id: int, card: tuple[str, str] | None = None
+) -> datetime:
+    """The holder still needs the seat: no nudge until the snooze ends. Returns that time."""
+    now = rt.clock.now()
+    with rt.db.transaction() as session:
+        assignment = _holders_seat(session, actor, assignment_id, "keep")
+        product = session.get(Product, assignment.product_id)
+        assert product is not None
+        until = now + timedelta(days=product.reclaim_after_days)
+        assignment.snoozed_until = until
+        session.add(assignment)
+        _record_use(session, assignment, now=now, source="keep")
+        audit.append(
+            session,
+            rt.audit_keys,
+            at=now,
+            actor=actor,
+            action="seat.kept",
+            subject=f"user:{actor}",
+            details={
+                "product": product.id,
+                "assignment": assignment_id,
+                "snoozed_until": until.isoformat(),
+            },
+        )
+        _card(session, notifications.SEAT_KEPT, assignment, card, now)
+    rt.wake_dispatcher()
+    return until
+
+
+def release(
+    rt: Runtime, *, actor: str, assignment_id: int, card: tuple[str, str] | None = None
+) -> int:
+    """The holder gives the seat back now; the first person waiting gets it. Returns how many
+    waitlisted requests were served."""
+    now = rt.clock.now()
+    with rt.db.transaction() as session:
+        assignment = _holders_seat(session, actor, assignment_id, "release")
+        assignment.released_at = now
+        assignment.release_reason = "released"
+        session.add(assignment)
+        session.flush()
+        audit.append(
+            session,
+            rt.audit_keys,
+            at=now,
+            actor=actor,
+            action="seat.released",
+            subject=f"user:{actor}",
+            details={"product": assignment.product_id, "assignment": assignment_id},
+        )
+        _card(session, notifications.SEAT_RELEASED, assignment, card, now)
+        served = delivery.assign_waitlisted(session, rt, assignment.product_id, now=now)
+    rt.wake_dispatcher()
+    return served
+
+
+def _record_use(session: Session, assignment: Assignment, *, now: datetime, source: str) -> None:
+    signal = session.get(UsageSignal, (assignment.product_id, assignment.user_id))
+    if signal is None:
+        signal = UsageSignal(
+            product_id=assignment.product_id,
+            user_id=assignment.user_id,
+            last_used_at=now,
+            source=source,
+            updated_at=now,
+        )
+    elif _utc(signal.last_used_at) < now:
+        signal.last_used_at = now
+        signal.source = source
+        signal.updated_at = now
+    session.add(signal)
