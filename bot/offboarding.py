@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlmodel import col, select
 
 from bot import delivery, notifications
+from bot import requests as license_requests
 from bot.runtime import Runtime
 from storage import audit
 from storage.models import Assignment, LicenseRequest, Product
@@ -59,23 +60,9 @@ def offboard(rt: Runtime, user_id: str, *, actor: str = SYSTEM_ACTOR) -> Offboar
                 },
             )
         for req in requests:
-            was_pending = req.status == "pending"
-            req.status, req.closed_at, req.updated_at = "cancelled", now, now
-            session.add(req)
-            audit.append(
-                session,
-                rt.audit_keys,
-                at=now,
-                actor=actor,
-                action="request.cancelled",
-                subject=f"request:{req.id}",
-                details={"product": req.product_id, "reason": "offboarded"},
+            license_requests.close_cancelled(
+                session, rt, req, actor=actor, now=now, reason="offboarded"
             )
-            if was_pending:
-                # The approvers' cards say there is nothing left to decide.
-                notifications.queue(
-                    session, notifications.STEP_CLOSED, now=now, request_id=req.id, step=req.step
-                )
         session.flush()
         released = [product.id for _, product in held]
         for product_id in dict.fromkeys(released):

@@ -20,7 +20,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
-from bot import delivery, notifications
+from bot import delivery, notifications, usage
 from bot.errors import Conflict, NotAllowed
 from bot.runtime import Runtime
 from storage import audit, job_runs
@@ -328,7 +328,10 @@ def keep(
         until = now + timedelta(days=product.reclaim_after_days)
         assignment.snoozed_until = until
         session.add(assignment)
-        _record_use(session, assignment, now=now, source="keep")
+        # "Keep" is a use: the same upsert as every other usage signal (never moves back).
+        usage.upsert_signals(
+            session, {(assignment.product_id, assignment.user_id): now}, source="keep", now=now
+        )
         audit.append(
             session,
             rt.audit_keys,
@@ -372,20 +375,3 @@ def release(
         served = delivery.assign_waitlisted(session, rt, assignment.product_id, now=now)
     rt.wake_dispatcher()
     return served
-
-
-def _record_use(session: Session, assignment: Assignment, *, now: datetime, source: str) -> None:
-    signal = session.get(UsageSignal, (assignment.product_id, assignment.user_id))
-    if signal is None:
-        signal = UsageSignal(
-            product_id=assignment.product_id,
-            user_id=assignment.user_id,
-            last_used_at=now,
-            source=source,
-            updated_at=now,
-        )
-    elif _utc(signal.last_used_at) < now:
-        signal.last_used_at = now
-        signal.source = source
-        signal.updated_at = now
-    session.add(signal)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -214,23 +215,39 @@ def cancel(rt: Runtime, *, request_id: int, actor: str) -> str:
             raise NotAllowed(f"You can't cancel request #{request_id}: it is not yours.")
         if req.status not in OPEN_STATUSES:
             raise Conflict(f"Request #{request_id} is already {req.status}; nothing to cancel.")
-        was_pending = req.status == "pending"
-        req.status, req.closed_at, req.updated_at = "cancelled", now, now
-        session.add(req)
-        audit.append(
-            session,
-            rt.audit_keys,
-            at=now,
-            actor=actor,
-            action="request.cancelled",
-            subject=f"request:{request_id}",
-            details={"product": req.product_id},
-        )
-        if was_pending:
-            notifications.queue(
-                session, notifications.STEP_CLOSED, now=now, request_id=request_id, step=req.step
-            )
+        close_cancelled(session, rt, req, actor=actor, now=now)
         product = session.get(Product, req.product_id)
         name = product.name if product else req.product_id
     rt.wake_dispatcher()
     return name
+
+
+def close_cancelled(
+    session: Session,
+    rt: Runtime,
+    req: LicenseRequest,
+    *,
+    actor: str,
+    now: datetime,
+    reason: str = "",
+) -> None:
+    """Mark an open request cancelled (audited); approvers' cards show nothing left to decide."""
+    was_pending = req.status == "pending"
+    req.status, req.closed_at, req.updated_at = "cancelled", now, now
+    session.add(req)
+    details: dict[str, object] = {"product": req.product_id}
+    if reason:
+        details["reason"] = reason
+    audit.append(
+        session,
+        rt.audit_keys,
+        at=now,
+        actor=actor,
+        action="request.cancelled",
+        subject=f"request:{req.id}",
+        details=details,
+    )
+    if was_pending:
+        notifications.queue(
+            session, notifications.STEP_CLOSED, now=now, request_id=req.id, step=req.step
+        )
