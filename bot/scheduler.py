@@ -61,23 +61,32 @@ class Scheduler:
         self._rt = rt
         self._scheduler = BackgroundScheduler(
             jobstores={"default": SQLAlchemyJobStore(engine=rt.db.engine)},
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 6 * 3600},
+            # A run missed while no process was up happens once at start (coalesced), however
+            # long ago it was due: the jobs are idempotent per period, so late beats never.
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=timezone,
         )
         self._timezone = timezone
 
     def start(self) -> None:
         _RUNTIME.append(self._rt)
+        # Paused while the stored jobs are reconciled with JOBS, so nothing fires half-way.
+        self._scheduler.start(paused=True)
         for spec in JOBS.values():
+            trigger = CronTrigger.from_crontab(spec.cron, timezone=self._timezone)
+            stored = self._scheduler.get_job(spec.id)
+            if stored is not None and str(stored.trigger) == str(trigger):
+                # Keep its stored next run: if it was missed during downtime it runs once now.
+                continue
             self._scheduler.add_job(
                 run_job,
-                CronTrigger.from_crontab(spec.cron, timezone=self._timezone),
+                trigger,
                 args=[spec.id],
                 id=spec.id,
                 name=spec.description,
                 replace_existing=True,
             )
-        self._scheduler.start()
+        self._scheduler.resume()
 
     def next_runs(self) -> dict[str, datetime | None]:
         return {job.id: job.next_run_time for job in self._scheduler.get_jobs()}

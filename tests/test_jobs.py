@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 
 from click.testing import CliRunner
@@ -91,3 +92,37 @@ def test_jobs_list_and_run_from_the_cli(
     assert len(heads_queued(runtime)) == 1
     # Every registered job, in order (other issues add jobs beside audit-head).
     assert [line.id for line in describe(runtime)] == list(jobs.JOBS)
+
+
+def test_runs_missed_during_downtime_happen_once_at_start(
+    runtime: Runtime, clock: ManualClock
+) -> None:
+    from datetime import UTC, datetime
+
+    from apscheduler.events import EVENT_JOB_EXECUTED
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    first = Scheduler(runtime)
+    first.start()
+    first.stop()
+    # The bot was down for three days: the stored audit-head job was due three times.
+    store = SQLAlchemyJobStore(engine=runtime.db.engine)
+    store.start(BackgroundScheduler(timezone="UTC"), "default")
+    job = store.lookup_job("audit-head")
+    job._modify(next_run_time=datetime.now(UTC) - timedelta(days=3))
+    store.update_job(job)
+
+    ran: list[str] = []
+    second = Scheduler(runtime)
+    second._scheduler.add_listener(lambda event: ran.append(event.job_id), EVENT_JOB_EXECUTED)
+    second.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not ran and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # room for any replay of the other missed runs, which must not come
+    finally:
+        second.stop()
+    assert ran == ["audit-head"]
+    assert len(heads_queued(runtime)) == 1
