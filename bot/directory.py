@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, insert, select, update
 from sqlmodel import Session
 
+from bot.csv_rows import data_records
 from bot.errors import DirectoryError
 from bot.runtime import Runtime
 from storage import audit
@@ -154,12 +155,7 @@ def _parse(text: str, source: str) -> list[_Row]:
         problems: list[str] = []
         rows: list[_Row] = []
         first_line: dict[str, int] = {}
-        # A quoted field may span lines; a row is reported by the line it starts on.
-        next_line = reader.line_num + 1
-        for record in reader:
-            line, next_line = next_line, reader.line_num + 1
-            if not any(field.strip() for field in record):
-                continue
+        for line, record in data_records(reader):
             if len(record) != len(header):
                 problems.append(f"line {line}: expected {len(header)} fields, found {len(record)}")
                 continue

@@ -83,6 +83,15 @@ def _day_counts(session: Session, column: Any) -> set[int]:
     return set(session.exec(select(column).distinct()).all())
 
 
+# The joins every seat query here makes: its product, and its last use when one is known.
+_PRODUCT_OF_SEAT = (Product, col(Product.id) == col(Assignment.product_id))
+_USAGE_OF_SEAT = (
+    UsageSignal,
+    and_(
+        col(UsageSignal.product_id) == col(Assignment.product_id),
+        col(UsageSignal.user_id) == col(Assignment.user_id),
+    ),
+)
 _LAST_USE = func.coalesce(col(UsageSignal.last_used_at), col(Assignment.assigned_at))
 
 
@@ -118,14 +127,8 @@ def _nudge_idle(session: Session, rt: Runtime, *, now: datetime) -> int:
     # One query picks every idle seat; locked so a concurrent scan cannot nudge it again.
     idle = session.exec(
         select(Assignment.id, Assignment.user_id, Assignment.product_id, _LAST_USE)
-        .join(Product, col(Product.id) == col(Assignment.product_id))
-        .outerjoin(
-            UsageSignal,
-            and_(
-                col(UsageSignal.product_id) == col(Assignment.product_id),
-                col(UsageSignal.user_id) == col(Assignment.user_id),
-            ),
-        )
+        .join(*_PRODUCT_OF_SEAT)
+        .outerjoin(*_USAGE_OF_SEAT)
         .where(
             col(Assignment.released_at).is_(None),
             window_start > _LAST_USE,
@@ -162,14 +165,8 @@ def _nudge_idle(session: Session, rt: Runtime, *, now: datetime) -> int:
 def _reclaim_unanswered(session: Session, rt: Runtime, *, now: datetime) -> tuple[int, int]:
     due = session.exec(
         select(Assignment.id, Assignment.user_id, Assignment.product_id)
-        .join(Product, col(Product.id) == col(Assignment.product_id))
-        .outerjoin(
-            UsageSignal,
-            and_(
-                col(UsageSignal.product_id) == col(Assignment.product_id),
-                col(UsageSignal.user_id) == col(Assignment.user_id),
-            ),
-        )
+        .join(*_PRODUCT_OF_SEAT)
+        .outerjoin(*_USAGE_OF_SEAT)
         .where(
             col(Assignment.released_at).is_(None),
             col(Product.auto_reclaim).is_(True),
@@ -228,14 +225,8 @@ def reclaimable(rt: Runtime) -> list[Reclaimable]:
                 col(Assignment.nudged_at),
                 col(UsageSignal.last_used_at),
             )
-            .join(Product, col(Product.id) == col(Assignment.product_id))
-            .outerjoin(
-                UsageSignal,
-                and_(
-                    col(UsageSignal.product_id) == col(Assignment.product_id),
-                    col(UsageSignal.user_id) == col(Assignment.user_id),
-                ),
-            )
+            .join(*_PRODUCT_OF_SEAT)
+            .outerjoin(*_USAGE_OF_SEAT)
             .where(
                 col(Assignment.released_at).is_(None),
                 col(Product.auto_reclaim).is_(False),
@@ -256,14 +247,8 @@ def seat_view(rt: Runtime, assignment_id: int) -> SeatView | None:
     with rt.db.read() as session:
         found = session.exec(
             select(Assignment, Product, UsageSignal)
-            .join(Product, col(Product.id) == col(Assignment.product_id))
-            .outerjoin(
-                UsageSignal,
-                and_(
-                    col(UsageSignal.product_id) == col(Assignment.product_id),
-                    col(UsageSignal.user_id) == col(Assignment.user_id),
-                ),
-            )
+            .join(*_PRODUCT_OF_SEAT)
+            .outerjoin(*_USAGE_OF_SEAT)
             .where(col(Assignment.id) == assignment_id)
         ).first()
     if found is None:

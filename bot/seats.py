@@ -11,16 +11,18 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
+from bot.csv_rows import data_records
 from bot.delivery import seats_taken
 from bot.directory import control_character_problem
 from bot.errors import InputError, VaultError
 from bot.keys import MAX_KEY_LENGTH
 from bot.runtime import Runtime
+from bot.usage import parse_time
 from storage import audit
 from storage.models import Assignment, LicenseKey, Person, Product
 from storage.vault import VaultKeyError
@@ -222,15 +224,6 @@ def _fail(source: str, problems: list[str]) -> InputError:
     return InputError(f"{source}: {count}, nothing was imported: {shown}")
 
 
-def _parse_time(value: str) -> datetime | None:
-    try:
-        at = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    # A bare date or a time without offset is read as UTC, the bot's only time zone.
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
-
-
 def _line_number(problem: str) -> int:
     number = problem.split(":", 1)[0].split(" ")[-1].split(",")[0]
     return int(number) if number.isdigit() else 0
@@ -253,11 +246,7 @@ def _parse(text: str, source: str) -> tuple[list[_Row], list[str]]:
                 "each once (a header line is required); nothing was imported."
             )
         first_line: dict[tuple[str, str], int] = {}
-        next_line = reader.line_num + 1
-        for record in reader:
-            line, next_line = next_line, reader.line_num + 1
-            if not any(field.strip() for field in record):
-                continue
+        for line, record in data_records(reader):
             if len(record) != len(header):
                 problems.append(f"line {line}: expected {len(header)} fields, found {len(record)}")
                 continue
@@ -293,7 +282,7 @@ def _row(line: int, fields: dict[str, str], problems: list[str]) -> _Row | None:
     if len(key) > MAX_KEY_LENGTH or control_character_problem(key):
         # Said without the key itself: the message reaches a terminal and maybe a log.
         found.append(f"line {line}: the key is too long or contains control characters")
-    assigned_at = _parse_time(fields["assigned_at"]) if fields["assigned_at"] else None
+    assigned_at = parse_time(fields["assigned_at"]) if fields["assigned_at"] else None
     if fields["assigned_at"] and assigned_at is None:
         found.append(
             f"line {line}: assigned_at {fields['assigned_at'][:40]!r} is not an ISO 8601 time "

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
+from bot.csv_rows import data_records
 from bot.directory import control_character_problem, looks_like_user_id, quoted
 from bot.errors import InputError
 from bot.runtime import Runtime
@@ -304,12 +305,7 @@ def parse_csv(text: str, label: str) -> list[UsageRow]:
     try:
         header = [h.strip().lower() for h in next(reader)]
         product_at, user_at, time_at = _columns(header, label)
-        # A quoted field may span lines; a row is reported by the line it starts on.
-        next_line = reader.line_num + 1
-        for record in reader:
-            line, next_line = next_line, reader.line_num + 1
-            if not any(field.strip() for field in record):
-                continue
+        for line, record in data_records(reader):
             where = f"line {line}"
             if len(record) != len(header):
                 problem = f"expected {len(header)} fields, found {len(record)}"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from re import Pattern
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from slack_bolt import Ack, App
@@ -21,6 +22,7 @@ from handlers import blocks, ids
 from handlers.replies import message_for
 
 log = logging.getLogger("licensebot.handlers")
+T = TypeVar("T")
 
 # Button values and private_metadata the bot wrote: ASCII digits, small enough for the database
 # (str.isdigit() also accepts "²", which int() refuses, and 5,000 digits overflow every column).
@@ -29,6 +31,9 @@ _ROW_ID = re.compile(r"[0-9]{1,9}")
 # Slack's view IDs ("V0123ABCD"); origin keys built from them must fit their column.
 _VIEW_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 BROKEN_FORM = "This form is broken; close it and open it again."
+BROKEN_BUTTON = "That button is broken; nothing was changed."
+NO_REVEAL = "Slack did not let me show the key; please click Reveal key again."
+NO_DENY_FORM = "Slack did not let me open the form; please click Deny again."
 
 
 def _step_ref(value: object) -> tuple[int, int] | None:
@@ -89,18 +94,36 @@ def _input(view: dict[str, Any], block_id: str, action_id: str) -> dict[str, Any
     return entry if isinstance(entry, dict) else {}
 
 
-def handle_action_approve(
-    ack: Ack, body: dict[str, Any], action: dict[str, Any], rt: Runtime
-) -> None:
+def _click(
+    ack: Ack,
+    body: dict[str, Any],
+    action: dict[str, Any],
+    rt: Runtime,
+    parse: Callable[[object], T | None],
+) -> tuple[str, T] | None:
+    """Every button's start: ack, who clicked, and the button's value as the bot wrote it.
+
+    None (after logging or refusing) when the payload cannot be acted on.
+    """
     ack()
     clicker = _clicker(body)
     if clicker is None:
         _malformed(body, "no_user")
+        return None
+    value = parse(action.get("value"))
+    if value is None:
+        _refuse(rt, body, clicker, BROKEN_BUTTON)
+        return None
+    return clicker, value
+
+
+def handle_action_approve(
+    ack: Ack, body: dict[str, Any], action: dict[str, Any], rt: Runtime
+) -> None:
+    clicked = _click(ack, body, action, rt, _step_ref)
+    if clicked is None:
         return
-    ref = _step_ref(action.get("value"))
-    if ref is None:
-        _refuse(rt, body, clicker, "That button is broken; nothing was changed.")
-        return
+    clicker, ref = clicked
     try:
         approvals.decide(rt, request_id=ref[0], step=ref[1], actor=clicker, approve=True)
     except LicenseBotError as exc:
@@ -110,15 +133,10 @@ def handle_action_approve(
 def handle_action_deny(
     ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient, rt: Runtime
 ) -> None:
-    ack()
-    clicker = _clicker(body)
-    if clicker is None:
-        _malformed(body, "no_user")
+    clicked = _click(ack, body, action, rt, _step_ref)
+    if clicked is None:
         return
-    ref = _step_ref(action.get("value"))
-    if ref is None:
-        _refuse(rt, body, clicker, "That button is broken; nothing was changed.")
-        return
+    clicker, ref = clicked
     try:
         product_name = approvals.check_may_decide(rt, request_id=ref[0], step=ref[1], actor=clicker)
     except LicenseBotError as exc:
@@ -126,7 +144,7 @@ def handle_action_deny(
         return
     trigger_id = _trigger(body)
     if trigger_id is None:
-        _refuse(rt, body, clicker, "Slack did not let me open the form; please click Deny again.")
+        _refuse(rt, body, clicker, NO_DENY_FORM)
         return
     try:
         client.views_open(
@@ -134,27 +152,20 @@ def handle_action_deny(
         )
     except SlackApiError as exc:
         log.warning("event=views_open_failed error=%s", exc.response.get("error"))
-        _refuse(rt, body, clicker, "Slack did not let me open the form; please click Deny again.")
+        _refuse(rt, body, clicker, NO_DENY_FORM)
 
 
 def handle_action_reveal(
     ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient, rt: Runtime
 ) -> None:
-    ack()
-    clicker = _clicker(body)
-    if clicker is None:
-        _malformed(body, "no_user")
+    clicked = _click(ack, body, action, rt, _row_id)
+    if clicked is None:
         return
-    assignment_id = _row_id(action.get("value"))
-    if assignment_id is None:
-        _refuse(rt, body, clicker, "That button is broken; nothing was changed.")
-        return
+    clicker, assignment_id = clicked
     trigger_id = _trigger(body)
     if trigger_id is None:
         # No trigger, no modal: decrypting (and auditing a reveal) would be for nothing.
-        _refuse(
-            rt, body, clicker, "Slack did not let me show the key; please click Reveal key again."
-        )
+        _refuse(rt, body, clicker, NO_REVEAL)
         return
     try:
         revealed = delivery.reveal_key(rt, actor=clicker, assignment_id=assignment_id)
@@ -169,9 +180,7 @@ def handle_action_reveal(
         )
     except SlackApiError as exc:
         log.warning("event=views_open_failed error=%s", exc.response.get("error"))
-        _refuse(
-            rt, body, clicker, "Slack did not let me show the key; please click Reveal key again."
-        )
+        _refuse(rt, body, clicker, NO_REVEAL)
         return
     home.schedule_mask(rt, response["view"]["id"], revealed.product_name)
 
@@ -191,15 +200,10 @@ def handle_action_reclaim(
     ack: Ack, body: dict[str, Any], action: dict[str, Any], rt: Runtime, *, keep: bool
 ) -> None:
     """Keep or Release on a reclaim nudge; only the seat's holder may answer."""
-    ack()
-    clicker = _clicker(body)
-    if clicker is None:
-        _malformed(body, "no_user")
+    clicked = _click(ack, body, action, rt, _row_id)
+    if clicked is None:
         return
-    assignment_id = _row_id(action.get("value"))
-    if assignment_id is None:
-        _refuse(rt, body, clicker, "That button is broken; nothing was changed.")
-        return
+    clicker, assignment_id = clicked
     answer = reclaim.keep if keep else reclaim.release
     try:
         answer(rt, actor=clicker, assignment_id=assignment_id, card=_message_ref(body))
