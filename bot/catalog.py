@@ -24,6 +24,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_core import ErrorDetails
 from sqlalchemy import delete, exists, func, insert
@@ -50,6 +51,8 @@ _COST_BELOW = Decimal(10**10)
 # name and vendor are unbounded VARCHARs; longer than this is a paste gone wrong, and would not
 # fit a Slack card.
 MAX_TEXT = 200
+_URL = re.compile(r"https?://[^\s/?#]+[^\s]{0,2000}")
+_USAGE_SOURCE = re.compile(r"[a-z][a-z0-9_-]{0,31}:[^\s]{1,200}")
 
 
 def _no_control_characters(value: str) -> str:
@@ -86,6 +89,45 @@ class ProductSpec(BaseModel):
     reclaim_grace_days: Annotated[int, Field(strict=True, ge=1, le=MAX_RECLAIM_DAYS)] = 7
     auto_reclaim: Annotated[bool, Field(strict=True)] = False
     min_free_seats: Annotated[int, Field(strict=True, ge=0, le=MAX_SEATS)] = 0
+    # Time-limited grants: each seat ends this many days after it was assigned.
+    max_days: Annotated[int, Field(strict=True, ge=1, le=MAX_RECLAIM_DAYS)] | None = None
+    # Seat products: where assignment and release events are POSTed (signed with HMAC).
+    provision_webhook: str | None = None
+    # Where a pull connector learns who uses it: "<connector>:<the vendor's app id>".
+    usage_source: str | None = None
+
+    @field_validator("provision_webhook")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = _no_control_characters(value.strip())
+        if not _URL.fullmatch(value):
+            raise ValueError(
+                f"{quoted(value)} is not an http(s) URL (for example https://idp.example.com/hook)"
+            )
+        return value
+
+    @field_validator("usage_source")
+    @classmethod
+    def _source(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = _no_control_characters(value.strip())
+        if not _USAGE_SOURCE.fullmatch(value):
+            raise ValueError(
+                f"{quoted(value)} is not a usage source; write CONNECTOR:APP_ID, "
+                "for example okta:0oa1gjh63g214q0Hq0g4"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_for_seats(self) -> ProductSpec:
+        if self.provision_webhook is not None and self.delivery != "seat":
+            raise ValueError(
+                "provision_webhook is for delivery: seat products (IT provisions those seats)"
+            )
+        return self
 
     @field_validator("id")
     @classmethod
@@ -142,6 +184,9 @@ class ProductInfo:
     auto_reclaim: bool = False
     min_free_seats: int = 0
     active: bool = True
+    max_days: int | None = None
+    provision_webhook: str | None = None
+    usage_source: str | None = None
 
 
 # --- reading the file -------------------------------------------------------------------------
@@ -484,6 +529,9 @@ def _values(spec: ProductSpec) -> dict[str, Any]:
         "reclaim_grace_days": spec.reclaim_grace_days,
         "auto_reclaim": spec.auto_reclaim,
         "min_free_seats": spec.min_free_seats,
+        "max_days": spec.max_days,
+        "provision_webhook": spec.provision_webhook,
+        "usage_source": spec.usage_source,
     }
 
 
@@ -540,6 +588,9 @@ def _infos(
                 auto_reclaim=product.auto_reclaim,
                 min_free_seats=product.min_free_seats,
                 active=product.active,
+                max_days=product.max_days,
+                provision_webhook=product.provision_webhook,
+                usage_source=product.usage_source,
             )
         )
     return out

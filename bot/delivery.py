@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from bot import notifications, usage
+from bot import notifications, seat_events, usage
 from bot.errors import InputError, NotAllowed, VaultError
 from bot.runtime import Runtime
 from storage import audit
@@ -101,6 +101,7 @@ def _assign(
             **({"key_id": key_id} if key_id is not None else {}),
         },
     )
+    seat_events.assigned(session, rt, assignment, now=now)
     notifications.queue(session, notifications.REQUEST_APPROVED, now=now, request_id=req.id)
     if product.delivery == "seat":
         notifications.queue(session, notifications.IT_PROVISION, now=now, request_id=req.id)

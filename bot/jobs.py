@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot import notifications, reclaim
-from bot.runtime import Runtime
+from bot.runtime import Policy, Runtime
 from storage import job_runs
 from storage.models import AuditHead
 
@@ -18,8 +18,12 @@ from storage.models import AuditHead
 class JobSpec:
     id: str
     description: str
-    cron: str  # crontab fields: minute hour day month day_of_week
+    # crontab fields (minute hour day month day_of_week), or where the policy keeps them
+    cron: str | Callable[[Policy], str]
     run: Callable[[Runtime, datetime], bool]  # True if it did something this period
+
+    def schedule(self, policy: Policy) -> str:
+        return self.cron(policy) if callable(self.cron) else self.cron
 
 
 def publish_audit_head(rt: Runtime, now: datetime) -> bool:

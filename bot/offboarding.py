@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sqlmodel import col, select
 
-from bot import delivery, notifications
+from bot import delivery, notifications, seat_events
 from bot import requests as license_requests
 from bot.runtime import Runtime
 from storage import audit
@@ -59,6 +59,7 @@ def offboard(rt: Runtime, user_id: str, *, actor: str = SYSTEM_ACTOR) -> Offboar
                     "reason": "offboarded",
                 },
             )
+            seat_events.released(session, rt, assignment, now=now)
         for req in requests:
             license_requests.close_cancelled(
                 session, rt, req, actor=actor, now=now, reason="offboarded"

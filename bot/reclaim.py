@@ -20,7 +20,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
-from bot import delivery, notifications, usage
+from bot import delivery, notifications, seat_events, usage
 from bot.errors import Conflict, NotAllowed
 from bot.runtime import Runtime
 from storage import audit, job_runs
@@ -131,6 +131,7 @@ def _nudge_idle(session: Session, rt: Runtime, *, now: datetime) -> int:
         .outerjoin(*_USAGE_OF_SEAT)
         .where(
             col(Assignment.released_at).is_(None),
+            col(Product.active).is_(True),  # a product IT retired is not nudged about
             window_start > _LAST_USE,
             or_(col(Assignment.snoozed_until).is_(None), col(Assignment.snoozed_until) <= now),
             or_(col(Assignment.nudged_at).is_(None), col(Assignment.nudged_at) < window_start),
@@ -177,9 +178,10 @@ def _reclaim_unanswered(session: Session, rt: Runtime, *, now: datetime) -> tupl
     ).all()
     if not due:
         return 0, 0
+    ids = [row[0] for row in due]
     session.execute(
         update(Assignment)
-        .where(col(Assignment.id).in_([row[0] for row in due]))
+        .where(col(Assignment.id).in_(ids))
         .values(released_at=now, release_reason="reclaimed")
     )
     for assignment_id, user_id, product_id in due:
@@ -195,6 +197,8 @@ def _reclaim_unanswered(session: Session, rt: Runtime, *, now: datetime) -> tupl
         notifications.queue(
             session, notifications.SEAT_RECLAIMED, now=now, assignment_id=assignment_id
         )
+    for seat in session.exec(select(Assignment).where(col(Assignment.id).in_(ids))).all():
+        seat_events.released(session, rt, seat, now=now)
     served = 0
     for product_id in sorted({row[2] for row in due}):  # per product, not per seat
         served += delivery.assign_waitlisted(session, rt, product_id, now=now)
@@ -356,6 +360,7 @@ def release(
             subject=f"user:{actor}",
             details={"product": assignment.product_id, "assignment": assignment_id},
         )
+        seat_events.released(session, rt, assignment, now=now)
         _card(session, notifications.SEAT_RELEASED, assignment, card, now)
         served = delivery.assign_waitlisted(session, rt, assignment.product_id, now=now)
     rt.wake_dispatcher()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from bot.clock import Clock, SystemClock
 from bot.errors import ConfigError
@@ -18,6 +19,17 @@ def _nothing() -> None:
     return None
 
 
+@dataclass(frozen=True)
+class Policy:
+    """The tunable rules of the scheduled side (settings; tests set them directly)."""
+
+    timezone: str = "UTC"
+    digest_cron: str = "0 9 * * mon"
+    reminder_after: timedelta = timedelta(hours=24)
+    escalate_after: timedelta = timedelta(hours=72)
+    webhook_secret: str | None = None
+
+
 @dataclass
 class Runtime:
     db: Database
@@ -29,6 +41,7 @@ class Runtime:
     reveal_seconds: int = 300
     # Called after a transaction that queued notifications, so the dispatcher sends them now.
     wake_dispatcher: Callable[[], None] = field(default=_nothing)
+    policy: Policy = field(default_factory=Policy)
 
 
 def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
@@ -54,6 +67,13 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         admins=settings.admins,
         it_channel=settings.licensebot_it_channel,
         reveal_seconds=settings.licensebot_reveal_seconds,
+        policy=Policy(
+            timezone=settings.licensebot_timezone,
+            digest_cron=settings.licensebot_digest_cron,
+            reminder_after=timedelta(hours=settings.licensebot_reminder_hours),
+            escalate_after=timedelta(hours=settings.licensebot_escalation_hours),
+            webhook_secret=settings.webhook_secret,
+        ),
     )
 
 

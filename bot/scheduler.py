@@ -42,38 +42,39 @@ class JobLine:
     next_run: datetime | None
 
 
-def describe(rt: Runtime, *, timezone: str = "UTC") -> list[JobLine]:
-    """Every job with its next run after now, computed from its schedule."""
+def describe(rt: Runtime) -> list[JobLine]:
+    """Every job with its next run after now, computed from its schedule (LICENSEBOT_TIMEZONE)."""
     now = rt.clock.now()
-    return [
-        JobLine(
-            spec.id,
-            spec.cron,
-            spec.description,
-            CronTrigger.from_crontab(spec.cron, timezone=timezone).get_next_fire_time(None, now),
+    lines = []
+    for spec in JOBS.values():
+        cron = spec.schedule(rt.policy)
+        trigger = CronTrigger.from_crontab(cron, timezone=rt.policy.timezone)
+        lines.append(
+            JobLine(spec.id, cron, spec.description, trigger.get_next_fire_time(None, now))
         )
-        for spec in JOBS.values()
-    ]
+    return lines
 
 
 class Scheduler:
-    def __init__(self, rt: Runtime, *, timezone: str = "UTC") -> None:
+    def __init__(self, rt: Runtime) -> None:
         self._rt = rt
         self._scheduler = BackgroundScheduler(
             jobstores={"default": SQLAlchemyJobStore(engine=rt.db.engine)},
             # A run missed while no process was up happens once at start (coalesced), however
             # long ago it was due: the jobs are idempotent per period, so late beats never.
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
-            timezone=timezone,
+            timezone=rt.policy.timezone,
         )
-        self._timezone = timezone
+        self._timezone = rt.policy.timezone
 
     def start(self) -> None:
         _RUNTIME.append(self._rt)
         # Paused while the stored jobs are reconciled with JOBS, so nothing fires half-way.
         self._scheduler.start(paused=True)
         for spec in JOBS.values():
-            trigger = CronTrigger.from_crontab(spec.cron, timezone=self._timezone)
+            trigger = CronTrigger.from_crontab(
+                spec.schedule(self._rt.policy), timezone=self._timezone
+            )
             stored = self._scheduler.get_job(spec.id)
             if stored is not None and str(stored.trigger) == str(trigger):
                 # Keep its stored next run: if it was missed during downtime it runs once now.

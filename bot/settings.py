@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from apscheduler.triggers.cron import CronTrigger
 from pydantic import SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -31,6 +33,14 @@ class Settings(BaseSettings):
     licensebot_reveal_seconds: int = 300
     # Bearer token for POST /api/usage; unset means the API is off (it answers 404).
     licensebot_api_token: SecretStr | None = None
+    # Schedules: crontab fields (minute hour day month day_of_week) in LICENSEBOT_TIMEZONE.
+    licensebot_timezone: str = "UTC"
+    licensebot_digest_cron: str = "0 9 * * mon"
+    # Approval reminders: one reminder after this many hours, escalation to it_admin after that.
+    licensebot_reminder_hours: float = 24
+    licensebot_escalation_hours: float = 72
+    # HMAC-SHA256 secret for provisioning webhooks (X-Licensebot-Signature).
+    licensebot_webhook_secret: SecretStr | None = None
 
     @field_validator("slack_api_url")
     @classmethod
@@ -42,6 +52,36 @@ class Settings(BaseSettings):
     def _positive(cls, value: int) -> int:
         if value < 1:
             raise ValueError("must be at least 1 second")
+        return value
+
+    @field_validator("licensebot_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value.strip())
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{value!r} is not a time zone name (for example UTC or Europe/Berlin)"
+            ) from None
+        return value.strip()
+
+    @field_validator("licensebot_digest_cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        try:
+            CronTrigger.from_crontab(value.strip())
+        except ValueError as exc:
+            raise ValueError(
+                f"{value!r} is not a crontab schedule ({exc}); write five fields: "
+                "minute hour day month day_of_week, for example '0 9 * * mon'"
+            ) from None
+        return value.strip()
+
+    @field_validator("licensebot_reminder_hours", "licensebot_escalation_hours")
+    @classmethod
+    def _hours(cls, value: float) -> float:
+        if not 0 < value <= 24 * 365:
+            raise ValueError("must be more than 0 and at most a year (8760 hours)")
         return value
 
     @field_validator("licensebot_api_token")
@@ -60,6 +100,11 @@ class Settings(BaseSettings):
     def api_token(self) -> str | None:
         """The bearer token of POST /api/usage, or None when the API is off."""
         return self.licensebot_api_token.get_secret_value() if self.licensebot_api_token else None
+
+    @property
+    def webhook_secret(self) -> str | None:
+        secret = self.licensebot_webhook_secret
+        return secret.get_secret_value() if secret and secret.get_secret_value() else None
 
     @property
     def admins(self) -> frozenset[str]:

@@ -33,6 +33,13 @@ class Product(SQLModel, table=True):
     reclaim_grace_days: int = 7
     auto_reclaim: bool = False
     min_free_seats: int = 0  # tell IT when free seats fall below this
+    # Time-limited grants: a seat expires this many days after it was assigned (None: never).
+    max_days: int | None = None
+    # Seat products: where assignment and release events are POSTed (signed), if anywhere.
+    provision_webhook: str | None = Field(default=None, max_length=2048)
+    # Where pull connectors learn its use: "<connector>:<vendor's id of the app>", e.g.
+    # "okta:0oa1gjh63g214q0Hq0g4".
+    usage_source: str | None = Field(default=None, max_length=255)
     active: bool = True
     updated_at: datetime = _utc()
 
@@ -70,6 +77,8 @@ class LicenseRequest(SQLModel, table=True):
     # Where the request came from when that can arrive twice (a modal's view ID): the unique
     # constraint makes a second submission of the same modal find the first request.
     origin_key: str | None = Field(default=None, max_length=255)
+    # When the open step opened (None: at created_at); reminders and escalation count from it.
+    step_opened_at: datetime | None = _utc(default=None, nullable=True)
     # pending -> approved | denied | waitlisted (-> approved when a seat frees up)
     status: str = Field(default="pending", index=True, max_length=16)
     step: int = 0  # index into route of the step now open
@@ -91,6 +100,10 @@ class StepApprover(SQLModel, table=True):
     why: str = ""  # e.g. why the step fell back to IT
     card_channel: str | None = None
     card_ts: str | None = None
+    # Approval reminders: when this approver was reminded; escalation adds it_admins as
+    # approvers of the step with ``escalated`` set.
+    reminded_at: datetime | None = _utc(default=None, nullable=True)
+    escalated: bool = False
 
 
 class Decision(SQLModel, table=True):
@@ -129,6 +142,9 @@ class Assignment(SQLModel, table=True):
     # Reclaim: the last nudge sent, and "Keep" answers snooze nudges until this time.
     nudged_at: datetime | None = _utc(default=None, nullable=True)
     snoozed_until: datetime | None = _utc(default=None, nullable=True)
+    # Time-limited grants (product.max_days): when the seat ends, and when its holder was told.
+    expires_at: datetime | None = _utc(default=None, nullable=True, index=True)
+    expiry_warned_at: datetime | None = _utc(default=None, nullable=True)
 
 
 class AuditEntry(SQLModel, table=True):
@@ -204,4 +220,72 @@ class UsageSignal(SQLModel, table=True):
     user_id: str = Field(primary_key=True, max_length=32)
     last_used_at: datetime = _utc()
     source: str = Field(max_length=32)  # csv | api | reveal | keep | connector:<name>
+    updated_at: datetime = _utc()
+
+
+class AccessReview(SQLModel, table=True):
+    """One product's permission audit: its approvers confirm or revoke each current holder."""
+
+    __tablename__ = "access_review"
+
+    id: int | None = Field(default=None, primary_key=True)
+    product_id: str = Field(foreign_key="product.id", index=True, max_length=64)
+    started_by: str = Field(max_length=64)  # a user ID, or "licensebot" for the schedule
+    started_at: datetime = _utc()
+    reminded_at: datetime | None = _utc(default=None, nullable=True)
+    closed_at: datetime | None = _utc(default=None, nullable=True)
+
+
+class AccessReviewItem(SQLModel, table=True):
+    """A holder under review, and the answer given for them (empty until answered)."""
+
+    __tablename__ = "access_review_item"
+
+    review_id: int = Field(foreign_key="access_review.id", primary_key=True)
+    assignment_id: int = Field(foreign_key="assignment.id", primary_key=True)
+    user_id: str = Field(max_length=32)
+    decision: str = Field(default="", max_length=8)  # "" | keep | revoke
+    decided_by: str | None = Field(default=None, max_length=32)
+    decided_at: datetime | None = _utc(default=None, nullable=True)
+
+
+class AccessReviewCard(SQLModel, table=True):
+    """The review card each reviewer was sent (for chat.update)."""
+
+    __tablename__ = "access_review_card"
+
+    review_id: int = Field(foreign_key="access_review.id", primary_key=True)
+    reviewer_id: str = Field(primary_key=True, max_length=32)
+    channel: str | None = None
+    ts: str | None = None
+
+
+class RenewalNotice(SQLModel, table=True):
+    """A renewal reminder sent to IT: once per product, renewal date and threshold (60/30/7)."""
+
+    __tablename__ = "renewal_notice"
+
+    product_id: str = Field(foreign_key="product.id", primary_key=True, max_length=64)
+    renewal_date: date = Field(primary_key=True)
+    days_before: int = Field(primary_key=True)
+    sent_at: datetime = _utc()
+
+
+class SeatAlert(SQLModel, table=True):
+    """The last seat alert IT got for a product, so a state is reported once, not every change."""
+
+    __tablename__ = "seat_alert"
+
+    product_id: str = Field(foreign_key="product.id", primary_key=True, max_length=64)
+    state: str = Field(default="ok", max_length=16)  # ok | low | exhausted
+    changed_at: datetime = _utc()
+
+
+class ConnectorState(SQLModel, table=True):
+    """Where a pull connector stopped reading (its cursor), so the next pull goes on from there."""
+
+    __tablename__ = "connector_state"
+
+    name: str = Field(primary_key=True, max_length=64)
+    cursor: str = Field(default="", sa_column=Column(Text, nullable=False))
     updated_at: datetime = _utc()

@@ -1,0 +1,24 @@
+"""What follows every seat hand-out and give-back, whoever caused it.
+
+Every path that assigns or releases a seat (approval, waitlist, reclaim, release, offboarding,
+access review, expiry) calls these inside its own transaction, so what hangs off a seat change
+(provisioning webhooks, IT's seat alerts) is written atomically with it and never forgotten by
+one path.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Session
+
+from bot.runtime import Runtime
+from storage.models import Assignment
+
+
+def assigned(session: Session, rt: Runtime, assignment: Assignment, *, now: datetime) -> None:
+    """``assignment`` was just created (and flushed: it has its ID)."""
+
+
+def released(session: Session, rt: Runtime, assignment: Assignment, *, now: datetime) -> None:
+    """``assignment`` was just released (``released_at`` and ``release_reason`` are set)."""
