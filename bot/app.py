@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
+import httpx
 from prometheus_client import CONTENT_TYPE_LATEST
 from slack_bolt import App
 from slack_bolt.error import BoltError
@@ -13,10 +15,11 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackRequestError
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
 
-from bot import usage_api
+from bot import usage_api, webhooks
 from bot.dispatcher import Dispatcher
 from bot.errors import ConfigError
 from bot.metrics import Metrics
+from bot.pacing import PER_CHANNEL, Pacer
 from bot.runtime import Runtime
 from handlers import commands, events, interactions, replies
 from handlers.endpoint import SlackEndpoint
@@ -32,6 +35,12 @@ class Licensebot:
     bolt: App
     dispatcher: Dispatcher
     wsgi: WSGIApp
+    # Provisioning webhooks' HTTP client; closed after the dispatcher's last delivery.
+    webhook_http: httpx.Client | None = None
+
+    def close(self) -> None:
+        if self.webhook_http is not None:
+            self.webhook_http.close()
 
 
 def web_client(token: str, api_url: str) -> WebClient:
@@ -53,7 +62,10 @@ def assemble(
     api_url: str,
     poll_seconds: float = 1.0,
     api_token: str | None = None,
+    pace: timedelta | None = PER_CHANNEL,
 ) -> Licensebot:
+    """``pace``: the least time between two messages to one channel, on ``rt.clock``
+    (None: no pacing, for tests whose clock stands still; Retry-After pauses still apply)."""
     client = web_client(token, api_url)
     try:
         bolt = App(
@@ -77,14 +89,23 @@ def assemble(
     commands.register(bolt, rt)
     interactions.register(bolt, rt)
     events.register(bolt, rt)
-    dispatcher = Dispatcher(rt, SlackNotifier(rt, client), poll_seconds=poll_seconds)
+    # Redirects are not followed: the signed event goes only to the URL IT put in the catalog.
+    webhook_http = httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0), follow_redirects=False)
+    deliverer = webhooks.WebhookDeliverer(rt, webhook_http)
+    slack_notifier = SlackNotifier(rt, client, Pacer(rt.clock, interval=pace))
+    dispatcher = Dispatcher(
+        rt,
+        webhooks.WithWebhooks(slack_notifier, deliverer),
+        poll_seconds=poll_seconds,
+        on_failed=deliverer.failed,
+    )
     rt.wake_dispatcher = dispatcher.wake
     wsgi = _wsgi(
         rt,
         SlackEndpoint(bolt, signing_secret=signing_secret, path="/slack/events"),
         api_token=api_token,
     )
-    return Licensebot(rt=rt, bolt=bolt, dispatcher=dispatcher, wsgi=wsgi)
+    return Licensebot(rt=rt, bolt=bolt, dispatcher=dispatcher, wsgi=wsgi, webhook_http=webhook_http)
 
 
 def _wsgi(rt: Runtime, endpoint: SlackEndpoint, *, api_token: str | None = None) -> WSGIApp:

@@ -23,6 +23,8 @@ SYSTEM_ACTOR = "licensebot"
 def open_step(session: Session, rt: Runtime, req: LicenseRequest, *, now: datetime) -> None:
     """Route the request's current step and queue a card for each approver."""
     assert req.id is not None
+    # Reminders and escalation count from here (bot/reminders.py), not from the request's age.
+    req.step_opened_at = now
     spec = req.route[req.step]
     route = routing.resolve(
         session,

@@ -11,7 +11,7 @@ import difflib
 import re
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -30,12 +30,13 @@ from pydantic_core import ErrorDetails
 from sqlalchemy import delete, exists, func, insert
 from sqlmodel import Session, col, select
 
+from bot import delivery, seat_alerts
 from bot.directory import control_character_problem, looks_like_user_id, quoted
 from bot.errors import CatalogError, UnknownProduct
 from bot.roles import ROLES
 from bot.runtime import Runtime
 from storage import audit
-from storage.models import Assignment, GroupMember, LicenseKey, Product
+from storage.models import Assignment, GroupMember, LicenseKey, LicenseRequest, Product
 
 _SLUG = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _SLUG_RULE = (
@@ -511,7 +512,27 @@ def load_catalog(
                 "group_members": result.group_members,
             },
         )
+        _after_seat_changes(session, rt, [*added, *updated], now=now)
     return result
+
+
+def _after_seat_changes(
+    session: Session, rt: Runtime, product_ids: list[str], *, now: datetime
+) -> None:
+    """More seats may serve people waiting; any seat change may change what IT was told."""
+    if not product_ids:
+        return
+    waiting = session.exec(
+        select(LicenseRequest.product_id)
+        .where(
+            col(LicenseRequest.product_id).in_(product_ids),
+            LicenseRequest.status == "waitlisted",
+        )
+        .distinct()
+    ).all()
+    for product_id in sorted(waiting):
+        delivery.assign_waitlisted(session, rt, product_id, now=now)
+    seat_alerts.evaluate(session, rt, product_ids, now=now)
 
 
 def _values(spec: ProductSpec) -> dict[str, Any]:

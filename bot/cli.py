@@ -24,6 +24,7 @@ from bot import (
     backup,
     jobs,
     outbox_status,
+    reviews,
     roles,
     rotation,
     scheduler,
@@ -31,6 +32,7 @@ from bot import (
 )
 from bot.catalog import list_products, load_catalog
 from bot.clock import SystemClock
+from bot.connectors import pull as connector_pull
 from bot.directory import import_directory, looks_like_user_id
 from bot.errors import (
     CatalogError,
@@ -284,6 +286,48 @@ def jobs_run(state: _State, job_id: str) -> None:
     click.echo(f"{job_id}: done." if did else f"{job_id}: already done for this period.")
 
 
+# --- access reviews ---------------------------------------------------------------------------
+
+
+@cli.group("review")
+def review_group() -> None:
+    """Access reviews: each product's approvers confirm or revoke its holders."""
+
+
+@review_group.command("start")
+@click.argument("product_id", required=False)
+@pass_state
+def review_start(state: _State, product_id: str | None) -> None:
+    """Send the review card of PRODUCT_ID (or of every active product with holders) to its
+    reviewers. A product whose last review is still open is skipped."""
+    result = reviews.start(state.runtime(), actor=actor(), product_id=product_id)
+    for started in result.started:
+        click.echo(
+            f"Started review #{started.review_id} of {started.product_id}: "
+            f"{started.holders} holders, reviewers {', '.join(started.reviewers)}."
+        )
+    for skipped in result.skipped:
+        click.echo(f"Skipped {skipped.product_id}: {skipped.reason}.")
+    if not result.started and not result.skipped:
+        click.echo("No active products: nothing to review.")
+
+
+@review_group.command("list")
+@pass_state
+def review_list(state: _State) -> None:
+    """Open access reviews, oldest first, with how many holders are answered."""
+    found = reviews.list_open(state.runtime())
+    if not found:
+        click.echo("No access review is open.")
+        return
+    for r in found:
+        late = "  (overdue)" if r.overdue else ""
+        click.echo(
+            f"#{r.review_id}\t{r.product_id}\tstarted {r.started_at:%Y-%m-%d} by {r.started_by}"
+            f"\t{r.answered}/{r.total} answered{late}"
+        )
+
+
 # --- catalog ----------------------------------------------------------------------------------
 
 
@@ -367,6 +411,23 @@ def usage_import(state: _State, file: str) -> None:
     click.echo(
         f"Recorded {result.recorded} usage signals ({result.ignored_older} older than what we knew)"
     )
+
+
+@usage_group.command("pull")
+@pass_state
+def usage_pull(state: _State) -> None:
+    """Pull usage from the configured connectors (Okta) now, from where the last pull stopped."""
+    rt = state.runtime()
+    if not rt.policy.connectors:
+        raise ConfigError(
+            "No usage connector is configured; set LICENSEBOT_OKTA_URL and LICENSEBOT_OKTA_TOKEN."
+        )
+    results = connector_pull.pull_all(rt, actor=actor())
+    for result in results:
+        click.echo(result.line())
+    failed = [r for r in results if r.error]
+    if failed:
+        raise _Failure("; ".join(f"{r.connector}: {r.error}" for r in failed))
 
 
 # --- roles ------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from bot import notifications, seat_events, usage
+from bot import grants, notifications, seat_alerts, seat_events, usage
 from bot.errors import InputError, NotAllowed, VaultError
 from bot.runtime import Runtime
 from storage import audit
@@ -45,6 +45,12 @@ def fulfil(session: Session, rt: Runtime, req: LicenseRequest, *, now: datetime)
     """Give an approved request its key or seat, or put it in the product's queue."""
     assert req.id is not None
     product = _lock_product(session, req.product_id)
+    # Someone approved for a product they still hold asked for an extension of that seat
+    # (bot/expiry.py): a person holds one seat per product, so its end moves instead.
+    held = grants.held_seat(session, product.id, req.requester_id)
+    if held is not None and held.expires_at is not None:
+        grants.extend(session, rt, product, held, req, now=now)
+        return
     if not _assign(session, rt, product, req, now=now):
         req.status = "waitlisted"
         req.waitlisted_at = now
@@ -60,7 +66,8 @@ def fulfil(session: Session, rt: Runtime, req: LicenseRequest, *, now: datetime)
             details={"product": product.id, "position": waitlist_position(session, req)},
         )
         notifications.queue(session, notifications.REQUEST_WAITLISTED, now=now, request_id=req.id)
-        notifications.queue(session, notifications.IT_OUT_OF_STOCK, now=now, request_id=req.id)
+        # IT hears "out of seats" once per product (the seat alert), not once per request.
+        seat_alerts.evaluate(session, rt, {product.id}, now=now)
 
 
 def _assign(
@@ -80,6 +87,7 @@ def _assign(
         request_id=req.id,
         key_id=key_id,
         assigned_at=now,
+        expires_at=grants.expires_at(product, now),
     )
     session.add(assignment)
     req.status = "approved"

@@ -9,9 +9,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
-from bot.notifications import DeliveryFailed, Notifier
+from sqlmodel import Session
+
+from bot.notifications import DeliveryDeferred, DeliveryFailed, Notifier
 from bot.runtime import Runtime
 from storage import outbox
 from storage.models import OutboxMessage
@@ -26,11 +29,23 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(2**attempts, 300))
 
 
+# Called in the transaction that marks a row failed for good (e.g. to tell IT about it).
+OnFailed = Callable[[Session, OutboxMessage, datetime], None]
+
+
 class Dispatcher:
-    def __init__(self, rt: Runtime, notifier: Notifier, *, poll_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        rt: Runtime,
+        notifier: Notifier,
+        *,
+        poll_seconds: float = 1.0,
+        on_failed: OnFailed | None = None,
+    ) -> None:
         self._rt = rt
         self._notifier = notifier
         self._poll = poll_seconds
+        self._on_failed = on_failed
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -86,6 +101,9 @@ class Dispatcher:
     def _deliver(self, row: OutboxMessage) -> None:
         try:
             self._notifier.deliver(row.kind, dict(row.payload))
+        except DeliveryDeferred as exc:
+            self._deferred(row, exc)
+            return
         except DeliveryFailed as exc:
             self._failed(row, exc)
             return
@@ -115,6 +133,8 @@ class Dispatcher:
                 max_attempts=1 if exc.permanent else MAX_ATTEMPTS,
             )
             status = fresh.status
+            if status == "failed" and self._on_failed is not None:
+                self._on_failed(session, fresh, now)
         log.warning(
             "event=notification_failed id=%s kind=%s attempts=%s status=%s reason=%r",
             row.id,
@@ -122,4 +142,23 @@ class Dispatcher:
             row.attempts + 1,
             status,
             exc.reason,
+        )
+
+    def _deferred(self, row: OutboxMessage, exc: DeliveryDeferred) -> None:
+        """Slack's pace or a Retry-After pause: try again at ``exc.until``; no attempt counted,
+        so a burst or a 429 never uses up a message's attempts."""
+        with self._rt.db.transaction() as session:
+            fresh = session.get(OutboxMessage, row.id)
+            if fresh is None:
+                return
+            fresh.next_attempt_at = max(exc.until, self._rt.clock.now())
+            if exc.reason:
+                fresh.last_error = exc.reason
+            session.add(fresh)
+        log.info(
+            "event=notification_deferred id=%s kind=%s until=%s reason=%s",
+            row.id,
+            row.kind,
+            exc.until.isoformat(),
+            exc.reason or "paced",
         )

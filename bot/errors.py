@@ -14,7 +14,9 @@ LicenseBotError                 anything licensebot refuses, with a message a pe
 │   ├── AlreadyHolds            the user already holds that product
 │   └── AlreadyDecided          the approval step was already decided by someone
 ├── NotAllowed                  the person may not do that (decided from the database)
-└── VaultError                  a stored key cannot be decrypted with the configured keys
+├── VaultError                  a stored key cannot be decrypted with the configured keys
+└── ConnectorError              a usage connector stopped before the end; what it stored is kept
+    └── ConnectorAuthError      the vendor refused the connector's token; names the setting
 """
 
 from __future__ import annotations
@@ -94,3 +96,11 @@ class NotAllowed(LicenseBotError):
 
 class VaultError(LicenseBotError):
     """A stored key cannot be decrypted with the configured encryption keys."""
+
+
+class ConnectorError(LicenseBotError):
+    """A usage connector stopped before the end of its pull; the pages it stored are kept."""
+
+
+class ConnectorAuthError(ConnectorError):
+    """The vendor refused the connector's credential; the message names the setting to fix."""

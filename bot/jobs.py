@@ -8,7 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot import notifications, reclaim
+from bot import digest, expiry, notifications, reclaim, reminders, renewals, reviews
+from bot.connectors import pull as usage_pull
 from bot.runtime import Policy, Runtime
 from storage import job_runs
 from storage.models import AuditHead
@@ -52,5 +53,47 @@ JOBS: dict[str, JobSpec] = {
     for spec in (
         JobSpec("audit-head", "Post the audit chain's head to IT", "5 0 * * *", publish_audit_head),
         JobSpec(reclaim.JOB_ID, "Nudge idle seat holders; reclaim", "0 9 * * *", reclaim.run_daily),
+        JobSpec(
+            reminders.JOB_ID,
+            "Remind approvers of undecided steps once; escalate them to it_admin",
+            "*/15 * * * *",
+            reminders.run,
+        ),
+        JobSpec(
+            renewals.JOB_ID,
+            "Post renewals 60/30/7 days ahead to IT, with seat figures",
+            "30 8 * * *",
+            renewals.run_daily,
+        ),
+        JobSpec(
+            reviews.JOB_ID,
+            "Start the quarterly access reviews (supersede unfinished ones)",
+            reviews.QUARTERLY_CRON,
+            reviews.run_quarterly,
+        ),
+        JobSpec(
+            reviews.REMINDER_JOB_ID,
+            "Remind access reviews open for 7 days (once)",
+            reviews.REMINDER_CRON,
+            reviews.run_reminders,
+        ),
+        JobSpec(
+            usage_pull.JOB_ID,
+            "Pull usage from the connectors (Okta)",
+            "17 * * * *",
+            usage_pull.run_hourly,
+        ),
+        JobSpec(
+            expiry.JOB_ID,
+            "Warn holders of time-limited seats; release ended ones",
+            "0 8 * * *",
+            expiry.run_daily,
+        ),
+        JobSpec(
+            digest.JOB_ID,
+            "Post the weekly IT digest (seats, idle cost, CSV, chart)",
+            lambda policy: policy.digest_cron,
+            digest.run_weekly,
+        ),
     )
 }

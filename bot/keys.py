@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import insert
 from sqlmodel import Session, select
 
+from bot import seat_alerts
 from bot.catalog import get_product
 from bot.errors import KeyImportError, VaultError
 from bot.runtime import Runtime
@@ -97,6 +98,8 @@ def import_keys(
             from bot import delivery
 
             assigned = delivery.assign_waitlisted(session, rt, product.id, now=now)
+            # New keys may end a shortage even with nobody waiting (or after serving them).
+            seat_alerts.evaluate(session, rt, {product.id}, now=now)
     return KeyImportResult(added=len(fresh), duplicates=duplicates, assigned=assigned)
 
 

@@ -47,11 +47,14 @@ def submit(
     justification: str,
     for_user: str | None = None,
     origin_key: str | None = None,
+    extends_seat: int | None = None,
 ) -> SubmitResult:
     """Create a request for ``for_user`` (default: the asker) and open its first step.
 
     ``origin_key`` names where the request came from when that can arrive twice (a modal's
     view ID): the second arrival gets the first one's result and creates nothing.
+    ``extends_seat`` asks to extend that seat, which the requester holds (bot/expiry.py):
+    approved, it moves the seat's end instead of handing out another seat.
     """
     try:
         return _submit(
@@ -61,6 +64,7 @@ def submit(
             justification=justification,
             for_user=for_user,
             origin_key=origin_key,
+            extends_seat=extends_seat,
         )
     except IntegrityError:
         # The same origin committed between our look-up and our insert (PostgreSQL).
@@ -89,6 +93,7 @@ def _submit(
     justification: str,
     for_user: str | None,
     origin_key: str | None,
+    extends_seat: int | None = None,
 ) -> SubmitResult:
     requester = for_user or asked_by
     now = rt.clock.now()
@@ -104,7 +109,7 @@ def _submit(
             raise UnknownProduct(typed, catalog.suggest_in(session, typed, active_only=True))
         if requester != asked_by:
             _check_may_ask_for(session, rt, asked_by=asked_by, requester=requester)
-        _check_not_duplicate(session, product, requester)
+        _check_not_duplicate(session, product, requester, extends_seat=extends_seat)
         req = LicenseRequest(
             product_id=product.id,
             requester_id=requester,
@@ -125,7 +130,12 @@ def _submit(
             actor=asked_by,
             action="request.created",
             subject=f"request:{req.id}",
-            details={"product": product.id, "for": requester, "justification": justification},
+            details={
+                "product": product.id,
+                "for": requester,
+                "justification": justification,
+                **({"extends": extends_seat} if extends_seat is not None else {}),
+            },
         )
         if product.auto_approve or not product.approval:
             approvals.approve_automatically(session, rt, req, now=now)
@@ -151,7 +161,9 @@ def _check_may_ask_for(session: Session, rt: Runtime, *, asked_by: str, requeste
     )
 
 
-def _check_not_duplicate(session: Session, product: Product, requester: str) -> None:
+def _check_not_duplicate(
+    session: Session, product: Product, requester: str, *, extends_seat: int | None = None
+) -> None:
     held = session.exec(
         select(Assignment.id).where(
             Assignment.product_id == product.id,
@@ -159,7 +171,12 @@ def _check_not_duplicate(session: Session, product: Product, requester: str) -> 
             col(Assignment.released_at).is_(None),
         )
     ).first()
-    if held is not None:
+    if extends_seat is not None and held != extends_seat:
+        raise Conflict(
+            f"Seat #{extends_seat} is not a {product.name} seat <@{requester}> holds now, so "
+            f"there is nothing to extend; ask for a new one with `/license request {product.id}`."
+        )
+    if held is not None and extends_seat is None:
         raise AlreadyHolds(f"<@{requester}> already has {product.name}: see `/license mine`.")
     open_req = session.exec(
         select(LicenseRequest).where(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from bot.clock import Clock, SystemClock
+from bot.connectors import ConnectorConfig, configured
 from bot.errors import ConfigError
 from bot.rotation import check_stored_keys
 from bot.settings import Settings
@@ -28,6 +30,8 @@ class Policy:
     reminder_after: timedelta = timedelta(hours=24)
     escalate_after: timedelta = timedelta(hours=72)
     webhook_secret: str | None = None
+    # Pull connectors the `usage-pull` job runs (LICENSEBOT_OKTA_*); empty: the job does nothing.
+    connectors: tuple[ConnectorConfig, ...] = ()
 
 
 @dataclass
@@ -41,6 +45,8 @@ class Runtime:
     reveal_seconds: int = 300
     # Called after a transaction that queued notifications, so the dispatcher sends them now.
     wake_dispatcher: Callable[[], None] = field(default=_nothing)
+    # How services wait (a connector's backoff, a rate limit's reset): tests move their clock.
+    sleep: Callable[[float], None] = field(default=time.sleep)
     policy: Policy = field(default_factory=Policy)
 
 
@@ -73,6 +79,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
             reminder_after=timedelta(hours=settings.licensebot_reminder_hours),
             escalate_after=timedelta(hours=settings.licensebot_escalation_hours),
             webhook_secret=settings.webhook_secret,
+            connectors=configured(settings),
         ),
     )
 

@@ -8,9 +8,11 @@ Missed runs after downtime are coalesced into one.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 
+from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -22,16 +24,27 @@ log = logging.getLogger("licensebot.jobs")
 
 # Filled by Scheduler.start: the stored jobs name a job ID, this maps it back to a runtime.
 _RUNTIME: list[Runtime] = []
+# Each scheduler's worker threads know their own runtime, so two schedulers in one process
+# (tests standing in for two `serve` processes) each run jobs with their own database engine.
+_THREAD = threading.local()
 
 
-def run_job(job_id: str) -> None:
-    """What APScheduler calls (module-level and importable, as its job stores require)."""
-    if not _RUNTIME:
+def _bind_runtime(rt: Runtime) -> None:
+    _THREAD.runtime = rt
+
+
+def run_job(job_id: str) -> bool:
+    """What APScheduler calls (module-level and importable, as its job stores require).
+
+    True if this run did the period's work, False if another run (or process) had claimed it.
+    """
+    rt: Runtime | None = getattr(_THREAD, "runtime", None) or (_RUNTIME[-1] if _RUNTIME else None)
+    if rt is None:
         log.error("event=job_skipped job=%s reason=no_runtime", job_id)
-        return
-    rt = _RUNTIME[-1]
+        return False
     did = JOBS[job_id].run(rt, rt.clock.now())
     log.info("event=job_ran job=%s did_work=%s", job_id, did)
+    return did
 
 
 @dataclass(frozen=True)
@@ -60,6 +73,11 @@ class Scheduler:
         self._rt = rt
         self._scheduler = BackgroundScheduler(
             jobstores={"default": SQLAlchemyJobStore(engine=rt.db.engine)},
+            executors={
+                "default": ThreadPoolExecutor(
+                    4, pool_kwargs={"initializer": _bind_runtime, "initargs": (rt,)}
+                )
+            },
             # A run missed while no process was up happens once at start (coalesced), however
             # long ago it was due: the jobs are idempotent per period, so late beats never.
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},

@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
+from bot import grants, seat_alerts
 from bot.csv_rows import data_records
 from bot.delivery import seats_taken
 from bot.directory import control_character_problem
@@ -106,6 +107,9 @@ def import_seats(rt: Runtime, text: str, *, actor: str, source: str = "input") -
                     user_id=row.user_id,
                     key_id=key_ids.get(row.line),
                     assigned_at=row.assigned_at,
+                    # A time-limited seat ends max_days after it was first assigned, even
+                    # before the bot knew of it (an already ended one goes at the next run).
+                    expires_at=grants.expires_at(products[row.product_id], row.assigned_at),
                 )
             )
         session.flush()
@@ -126,6 +130,7 @@ def import_seats(rt: Runtime, text: str, *, actor: str, source: str = "input") -
                 "products": sorted({r.product_id for r in fresh}),
             },
         )
+        seat_alerts.evaluate(session, rt, {r.product_id for r in fresh}, now=now)
     return result
 
 

@@ -60,6 +60,7 @@ class BotServer:
             wasyncore.close_all(self._map)
             self._server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
             self.bot.dispatcher.stop(drain_until=time.monotonic() + GRACE_SECONDS)
+            self.bot.close()
 
     def _drain_requests(self, deadline: float) -> None:
         # The listening socket goes first (new connections are refused); the loop keeps

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
@@ -41,6 +42,11 @@ class Settings(BaseSettings):
     licensebot_escalation_hours: float = 72
     # HMAC-SHA256 secret for provisioning webhooks (X-Licensebot-Signature).
     licensebot_webhook_secret: SecretStr | None = None
+    # Okta System Log usage connector: on when both the org URL and an API token are set.
+    licensebot_okta_url: str | None = None
+    licensebot_okta_token: SecretStr | None = None
+    # How far back the first pull reads (Okta keeps the System Log for 90 days).
+    licensebot_okta_lookback_days: int = 30
 
     @field_validator("slack_api_url")
     @classmethod
@@ -95,6 +101,43 @@ class Settings(BaseSettings):
                 "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
             )
         return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("licensebot_okta_url")
+    @classmethod
+    def _okta_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        parts = urlsplit(value)
+        # The API token travels with every request: plain http only to this machine (tests).
+        local = parts.hostname in ("localhost", "127.0.0.1", "::1")
+        if (
+            not parts.hostname
+            or parts.path
+            or parts.query
+            or parts.fragment
+            or parts.username
+            or not (parts.scheme == "https" or (parts.scheme == "http" and local))
+        ):
+            raise ValueError(
+                f"{value!r} is not an Okta org URL; write https://your-org.okta.com "
+                "(no path, https only)"
+            )
+        return value
+
+    @field_validator("licensebot_okta_lookback_days")
+    @classmethod
+    def _lookback(cls, value: int) -> int:
+        if not 1 <= value <= 90:
+            raise ValueError("must be 1 to 90 days (Okta keeps the System Log for 90 days)")
+        return value
+
+    @property
+    def okta(self) -> tuple[str, str] | None:
+        """The Okta org URL and API token, or None unless both are set."""
+        token = self.licensebot_okta_token
+        secret = token.get_secret_value().strip() if token is not None else ""
+        return (self.licensebot_okta_url, secret) if self.licensebot_okta_url and secret else None
 
     @property
     def api_token(self) -> str | None:

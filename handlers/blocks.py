@@ -19,16 +19,22 @@ import json
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from bot.audit_view import AuditLine
 from bot.catalog import ProductInfo
 from bot.delivery import RevealedKey
+from bot.digest import Digest, ProductFigures
+from bot.expiry import GrantView
 from bot.overview import DecisionView, LicenseView, Overview, RequestCard
 from bot.reclaim import SeatView
+from bot.renewals import RenewalFigures
 from bot.requests import SubmitResult
+from bot.reviews import HolderLine, ReviewCard, ReviewSummary
+from bot.seat_alerts import SeatCount
+from bot.webhooks import WebhookFailure
 from handlers import ids
 
 Block = dict[str, Any]
@@ -607,6 +613,133 @@ def audit_head_notice(*, entries: int, head: str, day: str) -> Message:
 
 
 # ---------------------------------------------------------------------------------------------
+# Approval reminders and escalation (bot/reminders.py), renewals (bot/renewals.py)
+
+
+def _waited(waited: timedelta) -> str:
+    hours = max(int(waited.total_seconds() // 3600), 0)
+    if hours < 48:
+        return _plural(hours, "hour")
+    return f"{hours // 24} days" + (f" {_plural(hours % 24, 'hour')}" if hours % 24 else "")
+
+
+def approval_reminder(card: RequestCard, *, step: int, waited: timedelta) -> Message:
+    """The approval card again, as a new DM with the same buttons, headed by a reminder."""
+    text, body = approval_card(card, step=step)
+    note = (
+        f":alarm_clock: *Reminder:* {_user(card.requester_id)} has been waiting "
+        f"{_waited(waited)} for your decision on request #{card.id}."
+    )
+    reminder = _section(note, block_id=f"remind_{card.id}_{step}")
+    return _message(f"Reminder, waiting {_waited(waited)}: {text}", [reminder, *body])
+
+
+def approval_card_moved(card: RequestCard, *, step: int) -> Message:
+    """The earlier card once a reminder was posted below it: the buttons live on the newer one."""
+    text, body = approval_card(card, step=step)
+    kept = [b for b in body if b.get("type") != "actions"]
+    kept.append(
+        _context(
+            ":alarm_clock: A reminder with the Approve and Deny buttons is in a newer message "
+            "below.",
+            block_id=f"moved_{card.id}_{step}",
+        )
+    )
+    return _message(text, kept)
+
+
+def request_escalated(
+    card: RequestCard, *, step: int, added: Sequence[str], after_hours: str
+) -> Message:
+    """For the requester: their request waited too long, so IT may now decide the step too."""
+    name = _name(card.product.name)
+    line = (
+        f":arrow_up: Your request #{card.id} for *{name}* waited {escape(after_hours)} hours "
+        f"for {_step_text(card, step, 'step')}, so I also asked IT ({_users_or(added)}) to "
+        "decide it. Whoever answers first decides."
+    )
+    hint = f"Changed your mind? `{COMMAND} cancel {card.id}` withdraws it."
+    return _message(line, [_section(line, block_id=f"escalated_{card.id}_{step}"), _context(hint)])
+
+
+def escalation_nobody(card: RequestCard, *, step: int, after_hours: str) -> Message:
+    """For the IT channel: a step is due for escalation and there is no it_admin to take it."""
+    name = _name(card.product.name)
+    line = (
+        f":rotating_light: Request #{card.id} (*{name}* for {_user(card.requester_id)}) has "
+        f"waited {escape(after_hours)} hours for {_step_text(card, step, 'step')}, and there is "
+        "no it_admin (other than the requester) to escalate it to."
+    )
+    advice = (
+        "Grant the role with `licensebot roles grant USER_ID it_admin` (or set "
+        "`LICENSEBOT_ADMINS`), or remind its approvers: "
+        f"{_users_or(card.approvers.get(step, []))}."
+    )
+    return _message(line, [_section(f"{line}\n{advice}", block_id=f"nobody_{card.id}_{step}")])
+
+
+def renewal_notice(figures: RenewalFigures, *, days_before: int) -> Message:
+    """For the IT channel: a product renews soon; how many seats it needs, and the saving."""
+    f = figures
+    name = _name(f.product_name)
+    when = "today" if f.days_left == 0 else f"in {_plural(f.days_left, 'day')}"
+    line = (
+        f"*{name}* renews {when} ({_day(f.renewal_date)}): {f.seats_bought} seats "
+        f"bought, {f.recommended} recommended."
+    )
+    if f.yearly_saving > 0:
+        verdict = f"Right-sizing to {f.recommended} seats saves *{_money(f.yearly_saving)}*."
+    elif f.extra_cost > 0:
+        verdict = (
+            f"Demand is above the seats bought: {f.recommended - f.seats_bought} more would cost "
+            f"{_money(f.extra_cost)}."
+        )
+    else:
+        verdict = "The seats bought match the recommendation."
+    blocks: list[Block] = [
+        _header(f":calendar: Renewal in {_plural(max(f.days_left, 0), 'day')}"),
+        _section(line, block_id=f"renewal_{days_before}"),
+        _fields(
+            [
+                f"*Seats bought*\n{f.seats_bought} ({f.seats_assigned} assigned now)",
+                f"*Used in the last 30 days*\n{f.used_30_days}",
+                f"*Peak use (90 days)*\n{f.peak_90_days}",
+                f"*Waitlist*\n{f.waitlist}",
+                f"*Recommended*\n{f.recommended} (peak + waitlist + {f.buffer} buffer)",
+                f"*Cost per seat*\n{_money(f.cost_per_seat)}",
+            ],
+            block_id="renewal_figures",
+        ),
+        _section(verdict, block_id="renewal_verdict"),
+        _context(
+            "Used = holders seen in the last 30 days or given their seat in them. Peak = most "
+            "seats held at once in the last 90 days. Buffer = 10% of peak, at least 1; never "
+            f"above the seats bought unless demand is. Vendor: {_fit(f.vendor or '—', 200)}.",
+            block_id="renewal_how",
+        ),
+    ]
+    return _message(line + " " + verdict, blocks)
+
+
+def webhook_failed(failure: WebhookFailure) -> Message:
+    """For the IT channel: a provisioning webhook gave up; the event is kept and can be sent
+    again once the receiver is fixed."""
+    who = _user(failure.user_id) if failure.user_id else "an unknown user"
+    line = (
+        f":warning: Provisioning webhook failed: `{_fit(failure.event, 32)}` for {who} on "
+        f"*{_name(failure.product_name)}* to `{_fit(failure.host, 255)}`."
+    )
+    detail = f"Last error: {_fit(failure.error, 500)}"
+    hint = (
+        "Nothing was lost: the account at the vendor may need changing by hand, or fix the "
+        f"receiver and run `licensebot outbox retry {failure.outbox_id}`."
+    )
+    return _message(
+        line, [_section(f"{line}\n{detail}", block_id="webhook_failed"), _context(hint)]
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # Reclaiming idle seats
 
 
@@ -672,6 +805,202 @@ def seat_reclaimed(seat: SeatView) -> Message:
         "if you need it."
     )
     return _message(line, [_section(line, block_id=f"reclaim_{seat.assignment_id}")])
+
+
+# ---------------------------------------------------------------------------------------------
+# Access reviews
+
+
+def _holder_status(card: ReviewCard, holder: HolderLine) -> str:
+    if holder.decision == "keep" and holder.decided_at and holder.decided_by:
+        return f"✅ Kept by {_user(holder.decided_by)} on {_day(holder.decided_at.date())}"
+    if holder.decision == "revoke" and holder.decided_at and holder.decided_by:
+        return f"🚫 Revoked by {_user(holder.decided_by)} on {_day(holder.decided_at.date())}"
+    if holder.released:
+        return f"Seat already given back ({escape(holder.release_reason)}): nothing to review"
+    if card.closed_at is not None:
+        return "No answer (the review is closed)"
+    return ""
+
+
+def _review_holder(card: ReviewCard, holder: HolderLine) -> list[Block]:
+    who = _user(holder.user_id)
+    if holder.name:
+        who += f" ({_fit(holder.name, 100)})"
+    used = _day(holder.last_used_at.date()) if holder.last_used_at else "unknown (no usage signal)"
+    text = f"{who}\nSince {_day(holder.assigned_at.date())} · last use {used}"
+    status = _holder_status(card, holder)
+    blocks = [
+        _section(f"{text}\n{status}" if status else text, block_id=f"review_{holder.assignment_id}")
+    ]
+    if status:
+        return blocks
+    value = f"{card.review_id}:{holder.assignment_id}"
+    revoke = _button("Revoke", ids.ACTION_REVIEW_REVOKE, value, "danger")
+    revoke["confirm"] = {
+        "title": _plain("Revoke this seat?", 100),
+        "text": {
+            "type": "mrkdwn",
+            "text": clip(
+                f"{who} loses their *{_fit(card.product_name, 80)}* seat now and is told it "
+                "was revoked in this review.",
+                300,
+            ),
+        },
+        "confirm": _plain("Revoke", 30),
+        "deny": _plain("Cancel", 30),
+        "style": "danger",
+    }
+    blocks.append(
+        {
+            "type": "actions",
+            "block_id": f"review_actions_{holder.assignment_id}",
+            "elements": [_button("Keep", ids.ACTION_REVIEW_KEEP, value, "primary"), revoke],
+        }
+    )
+    return blocks
+
+
+def review_card(card: ReviewCard) -> Message:
+    """A reviewer's card (one part of it): the holders, each with Keep and Revoke until answered.
+
+    At most HOLDERS_PER_CARD holders, two blocks each, plus three: inside 50 blocks.
+    """
+    name = _name(card.product_name)
+    last = card.first + len(card.holders) - 1
+    which = f"Holders {card.first} to {last} of {card.total}"
+    if card.parts > 1:
+        which += f" (card {card.part + 1} of {card.parts})"
+    if card.closed_at is None:
+        intro = (
+            f"Please confirm who still needs *{name}*. *Keep* leaves the seat as it is; "
+            "*Revoke* takes it back now and tells the holder.\n"
+            f"Started by {_user(card.started_by)} on {_day(card.started_at.date())}. {which}."
+        )
+    else:
+        intro = (
+            f"The access review of *{name}* closed on {_day(card.closed_at.date())}: "
+            f"{card.kept} kept, {card.revoked} revoked. {which}."
+        )
+    blocks = [
+        _header(f"Access review: {card.product_name}"),
+        _section(intro, block_id="review_intro"),
+    ]
+    if card.why and card.closed_at is None:
+        blocks.append(_context(_trusted(card.why), block_id="review_why"))
+    for holder in card.holders:
+        blocks += _review_holder(card, holder)
+    return _message(f"Access review: {name} ({_plural(card.total, 'holder')})", blocks)
+
+
+def review_reminder(review: ReviewSummary) -> Message:
+    name = _name(review.product_name)
+    line = (
+        f"⏰ The access review of *{name}* started on {_day(review.started_at.date())} still "
+        f"has {review.pending} of {_plural(review.total, 'holder')} unanswered. Please answer "
+        "with Keep or Revoke on the review card I sent you then."
+    )
+    return _message(line, [_section(line, block_id=f"review_reminder_{review.review_id}")])
+
+
+def seat_revoked(seat: SeatView, reviewer_id: str) -> Message:
+    name = _name(seat.product_name)
+    line = (
+        f"Your *{name}* seat was revoked by {_user(reviewer_id)} in an access review (the "
+        "regular check of who holds which license). Ask again with "
+        f"`{COMMAND} request {_fit(seat.product_id, 64)}` if you still need it."
+    )
+    return _message(line, [_section(line, block_id=f"revoked_{seat.assignment_id}")])
+
+
+# ---------------------------------------------------------------------------------------------
+# Time-limited grants (max_days) and IT's seat alerts
+
+
+def _ends(grant: GrantView) -> str:
+    return _day(grant.expires_at.date()) if grant.expires_at else "—"
+
+
+def seat_expiring(grant: GrantView) -> Message:
+    """The holder's DM a few days before a time-limited seat ends, with "Request extension"."""
+    if grant.released_at is not None:
+        return seat_expired(grant)  # it ended (or was given back) before this was delivered
+    name = _name(grant.product_name)
+    line = f":hourglass_flowing_sand: Your *{name}* seat ends on {_ends(grant)}."
+    more = (
+        "Need it longer? Request an extension: it goes to the usual approvers, and once "
+        "approved your seat runs on"
+        + (f" for another {_plural(grant.max_days, 'day')}." if grant.max_days else ".")
+    )
+    blocks = [
+        _section(f"{line}\n{more}", block_id=f"expiring_{grant.assignment_id}"),
+        {
+            "type": "actions",
+            "block_id": f"expiring_actions_{grant.assignment_id}",
+            "elements": [_button("Request extension", ids.ACTION_EXTEND, str(grant.assignment_id))],
+        },
+    ]
+    return _message(f"Your {name} seat ends on {_ends(grant)}.", blocks)
+
+
+def seat_expired(grant: GrantView) -> Message:
+    name = _name(grant.product_name)
+    if grant.release_reason != "expired":
+        line = f"Your *{name}* seat was already given back; nothing ends any more."
+    else:
+        line = (
+            f"Your *{name}* seat ended on {_ends(grant)} and was released. Ask again with "
+            f"`{COMMAND} request {_fit(grant.product_id, 64)}` if you still need it."
+        )
+    return _message(line, [_section(line, block_id=f"expired_{grant.assignment_id}")])
+
+
+def seat_extended(grant: GrantView, request_id: int) -> Message:
+    name = _name(grant.product_name)
+    until = f"runs until {_ends(grant)}" if grant.expires_at else "no longer ends"
+    line = f"✅ Your extension (request #{request_id}) was approved: your *{name}* seat {until}."
+    return _message(line, [_section(line, block_id=f"extended_{grant.assignment_id}")])
+
+
+def it_seat_alert(count: SeatCount, *, previous: str) -> Message:
+    """For the IT channel: a product's seat state changed (once per change, not per seat)."""
+    name = _name(count.product_name)
+    what = "keys" if count.delivery == "key" else "seats"
+    product_id = _fit(count.product_id, 100)
+    if count.state == "exhausted":
+        line = (
+            f":package: *{name}* is out of {what}: "
+            f"{_plural(count.waiting, 'request')} waiting for one."
+        )
+        if count.delivery == "key":
+            advice = (
+                f"Import keys with `licensebot keys import {product_id}`; if all "
+                f"{count.seats} seats are taken, raise `seats` in the catalog too."
+            )
+        else:
+            advice = f"Free a seat or raise `seats` for `{product_id}` in the catalog."
+    elif count.state == "low":
+        line = (
+            f":warning: *{name}* is running low: {count.free} free, below its "
+            f"`min_free_seats` of {count.min_free_seats}."
+        )
+        advice = f"Buy more and raise `seats` for `{product_id}`, or reclaim idle ones."
+    else:
+        was = "out of stock" if previous == "exhausted" else "low"
+        line = f":white_check_mark: *{name}* is back to normal (it was {was})."
+        advice = ""
+    facts = _fields(
+        [
+            f"*Seats bought*\n{count.seats}",
+            f"*Taken*\n{count.taken}",
+            f"*Free*\n{count.free}",
+            f"*Waiting*\n{count.waiting}",
+            f"*Alert below*\n{count.min_free_seats} free (`min_free_seats`)",
+        ],
+        block_id="seat_alert_facts",
+    )
+    blocks = [_section(f"{line}\n{advice}" if advice else line, block_id="seat_alert"), facts]
+    return _message(line, blocks)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1073,6 +1402,209 @@ def masked_reveal_modal(product_name: str) -> dict[str, Any]:
         _context("Hidden. Click *Reveal key* again to see it.", block_id="notice"),
     ]
     return _modal("Your license key", blocks, callback_id=ids.VIEW_REVEAL, close="Done")
+
+
+# ---------------------------------------------------------------------------------------------
+# The weekly IT digest
+
+DIGEST_TOP = 15  # products listed by idle cost; the attached CSV has them all
+DIGEST_LIST = 10  # over-assigned products, renewals, reclaimable, reviews shown per section
+# Room a list section may use, leaving space for its "…and N more" line.
+_LIST_TEXT = SECTION_TEXT - 100
+
+
+def _lines_section(title: str, lines: Sequence[str], *, total: int, what: str) -> Block:
+    """``title`` and as many whole ``lines`` as fit in one section; the rest counted."""
+    text = title
+    shown = 0
+    for line in lines:
+        if _units(text) + 1 + _units(line) > _LIST_TEXT:
+            break
+        text += "\n" + line
+        shown += 1
+    if total > shown:
+        text += f"\n…and {total - shown} more {what} (see the attached CSV)."
+    return _section(text)
+
+
+def _digest_name(p: ProductFigures) -> str:
+    return f"*{_fit(p.name, 60)}* (`{_fit(p.product_id, 40)}`)"
+
+
+def _idle_line(p: ProductFigures) -> str:
+    line = (
+        f"• {_digest_name(p)}: {p.idle} idle of {p.assigned} held ({p.active} active)"
+        f" · {_money(p.idle_cost)} idle"
+    )
+    if p.waitlist:
+        line += f" · {p.waitlist} waiting"
+    return line
+
+
+def _renewal_line(r: RenewalFigures) -> str:
+    line = (
+        f"• *{_fit(r.product_name, 60)}* on {_day(r.renewal_date)} (in {r.days_left} days): "
+        f"{r.seats_bought} bought, {r.used_30_days} used in 30 days, {r.recommended} recommended"
+    )
+    if r.yearly_saving:
+        line += f" (saves {_money(r.yearly_saving)})"
+    elif r.extra_cost:
+        line += f" (+{_money(r.extra_cost)})"
+    return line
+
+
+def confidence_line(digest: Digest) -> str:
+    """How much of the digest rests on usage data; seats without any are not called idle."""
+    t = digest.totals
+    if not t.assigned:
+        return ":mag: Confidence: no seats are held."
+    if not t.no_data:
+        return (
+            f":mag: Confidence: high. All {t.assigned} held seats are of products with usage data."
+        )
+    return (
+        f":mag: Confidence: {t.no_data} of {t.assigned} held seats "
+        f"({_plural(t.no_data_products, 'product')}) have no usage data at all: they are "
+        "counted as *unknown*, not idle. Feed their use (CSV, API or a connector) to know."
+    )
+
+
+def it_digest(digest: Digest) -> Message:
+    """For the IT channel, weekly: seats, idle cost, risks and what waits for IT.
+
+    Top items only, within Slack's limits for any number of products; the full table follows
+    as a CSV file (``digest_files_comment``)."""
+    t = digest.totals
+    week = digest.as_of.date().isoformat()
+    summary = (
+        f"Weekly license digest ({week}): {t.idle} idle seats cost {_money(t.idle_cost)}; "
+        f"{t.reclaimed_this_week} seats reclaimed this week save {_money(t.saved_this_week)}."
+    )
+    body: list[Block] = [
+        _header(f":bar_chart: Weekly license digest · {week}"),
+        _fields(
+            [
+                f"*Seats bought*\n{t.bought} in {_plural(t.products, 'product')}",
+                f"*Assigned*\n{t.assigned}",
+                f"*Active*\n{t.active}",
+                f"*Idle*\n{t.idle}",
+                f"*Idle cost*\n{_money(t.idle_cost)}",
+                f"*Waitlist*\n{t.waitlist} waiting",
+                f"*Reclaimed this week*\n{t.reclaimed_this_week}"
+                f" · saves {_money(t.saved_this_week)}",
+                f"*Reclaimable*\n{t.reclaimable} unanswered nudges (IT decides)",
+                f"*New, not used yet*\n{t.new}",
+                f"*No usage data*\n{t.no_data} seats (unknown, not idle)",
+            ],
+            block_id="digest_totals",
+        ),
+        _context(confidence_line(digest), block_id="digest_confidence"),
+        _divider(),
+    ]
+    idle = [p for p in digest.products if p.idle]
+    if idle:
+        body.append(
+            _lines_section(
+                f":money_with_wings: *Top {min(len(idle), DIGEST_TOP)} products by idle cost*",
+                [_idle_line(p) for p in idle[:DIGEST_TOP]],
+                total=len(idle),
+                what="products with idle seats",
+            )
+        )
+    else:
+        body.append(_section(":money_with_wings: No idle seats this week."))
+    over = digest.over_assigned
+    if over:
+        body.append(
+            _lines_section(
+                f":warning: *{_plural(len(over), 'product')} over-assigned* (more seats "
+                "assigned than bought: a compliance risk)",
+                [
+                    f"• {_digest_name(p)}: {p.assigned} assigned, {p.bought} bought "
+                    f"(+{p.over_assigned})"
+                    for p in over[:DIGEST_LIST]
+                ],
+                total=len(over),
+                what="over-assigned products",
+            )
+        )
+    if digest.pending_count:
+        body.append(
+            _lines_section(
+                f":hourglass: *{_plural(digest.pending_count, 'request')} pending approval for "
+                "more than 48 h* (oldest first)",
+                [
+                    f"• #{r.request_id} *{_fit(r.product_name, 60)}* for {_user(r.requester_id)}"
+                    f", since {_when(r.created_at)}"
+                    for r in digest.pending_oldest
+                ],
+                total=digest.pending_count,
+                what="requests",
+            )
+        )
+    if digest.renewals:
+        body.append(
+            _lines_section(
+                ":calendar: *Renewals in the next 60 days*",
+                [_renewal_line(r) for r in digest.renewals[:DIGEST_LIST]],
+                total=len(digest.renewals),
+                what="renewals",
+            )
+        )
+    if t.reclaimed_this_week:
+        body.append(
+            _section(
+                f":recycle: *{_plural(t.reclaimed_this_week, 'seat')} came back this week*, "
+                f"saving {_money(t.saved_this_week)}."
+            )
+        )
+    reclaimable = digest.with_reclaimable
+    if reclaimable:
+        body.append(
+            _lines_section(
+                f":inbox_tray: *{_plural(t.reclaimable, 'seat')} reclaimable*: nudged, no answer "
+                "after the grace period, not reclaimed automatically",
+                [f"• {_digest_name(p)}: {p.reclaimable}" for p in reclaimable[:DIGEST_LIST]],
+                total=len(reclaimable),
+                what="products",
+            )
+        )
+    if digest.reviews:
+        open_count = sum(r.open_reviews for r in digest.reviews)
+        body.append(
+            _lines_section(
+                f":clipboard: *{_plural(open_count, 'access review')} not finished*",
+                [
+                    f"• *{_fit(r.product_name, 60)}*: {r.open_reviews} open, since "
+                    f"{_day(r.oldest_started_at.date())}"
+                    for r in digest.reviews[:DIGEST_LIST]
+                ],
+                total=len(digest.reviews),
+                what="products",
+            )
+        )
+    unknown = digest.no_data_products
+    if unknown:
+        names = ", ".join(_fit(p.name, 60) for p in unknown[:20])
+        if len(unknown) > 20:
+            names += f" and {len(unknown) - 20} more"
+        body.append(_context(f"No usage data for: {names}.", block_id="digest_no_data"))
+    body.append(
+        _context(
+            f":paperclip: The full table ({_plural(t.products, 'product')}, CSV) and a chart of "
+            "idle vs active seats follow.",
+            block_id="digest_files",
+        )
+    )
+    return _message(summary, body)
+
+
+def digest_files_comment(digest: Digest) -> str:
+    """The message the digest's CSV and chart are shared with."""
+    return (
+        f"Weekly license digest ({digest.as_of.date().isoformat()}): every product's figures "
+        f"({digest.totals.products}) as CSV, and idle vs active seats by product."
+    )
 
 
 # ---------------------------------------------------------------------------------------------

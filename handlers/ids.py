@@ -19,6 +19,12 @@ ACTION_REVEAL = "reveal_key"
 # Reclaim nudge buttons, value = assignment ID. Labels are part of the contract: "Keep", "Release".
 ACTION_KEEP = "keep_seat"
 ACTION_RELEASE = "release_seat"
+# Expiry warning button, value = assignment ID. Label is part of the contract: "Request extension".
+ACTION_EXTEND = "extend_seat"
+# Access review card buttons, value = "<review_id>:<assignment_id>". Labels "Keep" and "Revoke";
+# distinct from the reclaim nudge's Keep (keep_seat), which only a seat's holder may press.
+ACTION_REVIEW_KEEP = "review_keep"
+ACTION_REVIEW_REVOKE = "review_revoke"
 
 # Input blocks of the request modal and the deny modal (block_id / action_id).
 BLOCK_PRODUCT = "product"

@@ -13,7 +13,7 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot import approvals, delivery, home, reclaim, requests
+from bot import approvals, delivery, expiry, home, reclaim, requests, reviews
 from bot.directory import looks_like_user_id
 from bot.errors import LicenseBotError
 from bot.runtime import Runtime
@@ -28,6 +28,8 @@ T = TypeVar("T")
 # (str.isdigit() also accepts "²", which int() refuses, and 5,000 digits overflow every column).
 _STEP_REF = re.compile(r"([0-9]{1,9}):([0-9]{1,4})")
 _ROW_ID = re.compile(r"[0-9]{1,9}")
+# An access review card's button: "<review_id>:<assignment_id>".
+_REVIEW_REF = re.compile(r"([0-9]{1,9}):([0-9]{1,9})")
 # Slack's view IDs ("V0123ABCD"); origin keys built from them must fit their column.
 _VIEW_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 BROKEN_FORM = "This form is broken; close it and open it again."
@@ -38,6 +40,11 @@ NO_DENY_FORM = "Slack did not let me open the form; please click Deny again."
 
 def _step_ref(value: object) -> tuple[int, int] | None:
     match = _STEP_REF.fullmatch(value) if isinstance(value, str) else None
+    return (int(match[1]), int(match[2])) if match else None
+
+
+def _review_ref(value: object) -> tuple[int, int] | None:
+    match = _REVIEW_REF.fullmatch(value) if isinstance(value, str) else None
     return (int(match[1]), int(match[2])) if match else None
 
 
@@ -211,6 +218,40 @@ def handle_action_reclaim(
         _refuse(rt, body, clicker, message_for(exc))
 
 
+def handle_action_extend(
+    ack: Ack, body: dict[str, Any], action: dict[str, Any], rt: Runtime
+) -> None:
+    """ "Request extension" on an expiry warning: a new request for the same product, which
+    only the seat's holder may make; the answer (who approves next) is shown to them alone."""
+    clicked = _click(ack, body, action, rt, _row_id)
+    if clicked is None:
+        return
+    clicker, assignment_id = clicked
+    try:
+        result = expiry.request_extension(rt, actor=clicker, assignment_id=assignment_id)
+    except LicenseBotError as exc:
+        _refuse(rt, body, clicker, message_for(exc))
+        return
+    _refuse(rt, body, clicker, blocks.submitted(result)[0])
+
+
+def handle_action_review(
+    ack: Ack, body: dict[str, Any], action: dict[str, Any], rt: Runtime, *, decision: str
+) -> None:
+    """Keep or Revoke on an access review card; only that review's reviewers may answer (the
+    card is then updated in place for every reviewer through the outbox)."""
+    clicked = _click(ack, body, action, rt, _review_ref)
+    if clicked is None:
+        return
+    clicker, (review_id, assignment_id) = clicked
+    try:
+        reviews.decide(
+            rt, actor=clicker, review_id=review_id, assignment_id=assignment_id, decision=decision
+        )
+    except LicenseBotError as exc:
+        _refuse(rt, body, clicker, message_for(exc))
+
+
 def handle_view_request(ack: Ack, body: dict[str, Any], view: dict[str, Any], rt: Runtime) -> None:
     clicker = _clicker(body)
     view_id = view.get("id")
@@ -286,8 +327,17 @@ def register(app: App, rt: Runtime) -> None:
     app.action(_button(ids.ACTION_KEEP))(
         lambda ack, body, action: handle_action_reclaim(ack, body, action, rt, keep=True)
     )
+    app.action(_button(ids.ACTION_EXTEND))(
+        lambda ack, body, action: handle_action_extend(ack, body, action, rt)
+    )
     app.action(_button(ids.ACTION_RELEASE))(
         lambda ack, body, action: handle_action_reclaim(ack, body, action, rt, keep=False)
+    )
+    app.action(_button(ids.ACTION_REVIEW_KEEP))(
+        lambda ack, body, action: handle_action_review(ack, body, action, rt, decision="keep")
+    )
+    app.action(_button(ids.ACTION_REVIEW_REVOKE))(
+        lambda ack, body, action: handle_action_review(ack, body, action, rt, decision="revoke")
     )
     app.view(ids.VIEW_REQUEST)(lambda ack, body, view: handle_view_request(ack, body, view, rt))
     app.view(ids.VIEW_DENY)(lambda ack, body, view: handle_view_deny(ack, body, view, rt))

@@ -250,12 +250,14 @@ class AccessReviewItem(SQLModel, table=True):
 
 
 class AccessReviewCard(SQLModel, table=True):
-    """The review card each reviewer was sent (for chat.update)."""
+    """The review cards each reviewer was sent (for chat.update): one per ``part``, each listing
+    a slice of the holders, since one Slack message holds at most 50 blocks (schema 0007)."""
 
     __tablename__ = "access_review_card"
 
     review_id: int = Field(foreign_key="access_review.id", primary_key=True)
     reviewer_id: str = Field(primary_key=True, max_length=32)
+    part: int = Field(default=0, primary_key=True)
     channel: str | None = None
     ts: str | None = None
 

@@ -164,7 +164,7 @@ def test_out_of_keys_waitlists_then_import_serves_the_queue(rt: Runtime) -> None
     card = overview.request_card(rt, second.request_id)
     assert card is not None and card.status == "waitlisted" and card.waitlist_position == 1
     kinds = [k for k, _ in outbox_kinds(rt)]
-    assert "request_waitlisted" in kinds and "it_out_of_stock" in kinds
+    assert "request_waitlisted" in kinds and "it_seat_alert" in kinds
     keys.import_keys(rt, "sublime", ["SUBL-NEW-KEY-0002"], actor="test")
     card = overview.request_card(rt, second.request_id)
     assert card is not None and card.status == "approved"

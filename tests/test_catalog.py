@@ -818,3 +818,99 @@ def test_reclaim_fields_are_loaded_with_their_defaults(runtime: Runtime) -> None
     a, b = list_products(runtime)
     assert (a.reclaim_grace_days, a.auto_reclaim, a.min_free_seats) == (3, True, 1)
     assert (b.reclaim_grace_days, b.auto_reclaim, b.min_free_seats) == (7, False, 0)
+
+
+# --- time-limited grants, provisioning webhooks, usage sources ---------------------------------
+
+_WITH = "seats: 2"
+
+
+@pytest.mark.parametrize(
+    ("text", "needle", "expected"),
+    [
+        (_zoom(_WITH, f"{_WITH}\n    max_days: 0"), "max_days", "greater than or equal to 1"),
+        (
+            _zoom(_WITH, f"{_WITH}\n    max_days: {MAX_RECLAIM_DAYS + 1}"),
+            "max_days",
+            f"less than or equal to {MAX_RECLAIM_DAYS}",
+        ),
+        (_zoom(_WITH, f"{_WITH}\n    max_days: 1.5"), "max_days", "valid integer"),
+        (_zoom(_WITH, f"{_WITH}\n    max_days: '10'"), "max_days", "valid integer"),
+        (
+            CATALOG.replace(
+                "reclaim_after_days: 30",
+                "reclaim_after_days: 30\n    provision_webhook: https://idp.example.com/hook",
+            ),
+            "- id: intellij",
+            "provision_webhook is for delivery: seat products",
+        ),
+        (
+            _zoom(_WITH, f"{_WITH}\n    provision_webhook: ftp://idp.example.com/hook"),
+            "provision_webhook",
+            "is not an http(s) URL",
+        ),
+        (
+            _zoom(_WITH, f"{_WITH}\n    provision_webhook: 'javascript:alert(1)'"),
+            "provision_webhook",
+            "is not an http(s) URL",
+        ),
+        (_zoom(_WITH, f"{_WITH}\n    provision_webhook: https://"), "provision_webhook", "URL"),
+        (
+            _zoom(_WITH, f"{_WITH}\n    provision_webhook: https://idp.example.com/a b"),
+            "provision_webhook",
+            "is not an http(s) URL",
+        ),
+        (_zoom(_WITH, f"{_WITH}\n    usage_source: okta"), "usage_source", "CONNECTOR:APP_ID"),
+        (_zoom(_WITH, f"{_WITH}\n    usage_source: 'okta:'"), "usage_source", "CONNECTOR:APP_ID"),
+        (
+            _zoom(_WITH, f"{_WITH}\n    usage_source: 'Okta:0oa1'"),
+            "usage_source",
+            "CONNECTOR:APP_ID",
+        ),
+        (_zoom(_WITH, f"{_WITH}\n    usage_source: okta:a b"), "usage_source", "CONNECTOR:APP_ID"),
+        (_zoom(_WITH, f"{_WITH}\n    usage_source: 12"), "usage_source", "valid string"),
+    ],
+    ids=[
+        "max-days-zero",
+        "max-days-over",
+        "max-days-fraction",
+        "max-days-text",
+        "webhook-on-a-key-product",
+        "webhook-ftp",
+        "webhook-javascript",
+        "webhook-no-host",
+        "webhook-space",
+        "usage-source-no-app",
+        "usage-source-empty-app",
+        "usage-source-uppercase-connector",
+        "usage-source-space",
+        "usage-source-number",
+    ],
+)
+def test_bad_grant_webhook_and_usage_fields_are_refused_by_line_and_load_nothing(
+    runtime: Runtime, text: str, needle: str, expected: str
+) -> None:
+    before = snapshot(runtime)
+    with pytest.raises(CatalogError) as caught:
+        load_catalog(runtime, text, actor="test", source="catalog.yml")
+    message = caught.value.message
+    assert message.startswith(f"catalog.yml: line {line_of(text, needle)}, products[")
+    assert expected in message and "nothing was loaded" in message
+    assert snapshot(runtime) == before
+
+
+def test_grant_webhook_and_usage_fields_are_stored_as_written(runtime: Runtime) -> None:
+    text = _zoom(
+        _WITH,
+        f"{_WITH}\n    max_days: {MAX_RECLAIM_DAYS}\n"
+        "    provision_webhook: http://idp.internal:8080/licensebot?tenant=7\n"
+        "    usage_source: okta:0oa1gjh63g214q0Hq0g4",
+    ).replace("reclaim_after_days: 30", "reclaim_after_days: 30\n    max_days: 1")
+    load_catalog(runtime, text, actor="test")
+    stored = products(runtime)
+    assert stored["intellij"].max_days == 1
+    assert stored["intellij"].provision_webhook is None and stored["intellij"].usage_source is None
+    zoom = stored["zoom"]
+    assert zoom.max_days == MAX_RECLAIM_DAYS
+    assert zoom.provision_webhook == "http://idp.internal:8080/licensebot?tenant=7"
+    assert zoom.usage_source == "okta:0oa1gjh63g214q0Hq0g4"

@@ -24,6 +24,7 @@ ALLOWED_SCOPES = {
     "commands",  # /license, the global shortcut
     "chat:write",  # chat.postMessage, chat.postEphemeral, chat.update
     "users:read",  # the user_change event
+    "files:write",  # files_upload_v2: the weekly digest's CSV and chart
 }
 # The scope each subscribed event needs (None: none).
 EVENT_SCOPES: dict[str, str | None] = {"app_home_opened": None, "user_change": "users:read"}
@@ -36,6 +37,9 @@ METHOD_SCOPES: dict[str, str | None] = {
     "views_push": None,
     "views_update": None,
     "views_publish": None,
+    # getUploadURLExternal + completeUploadExternal; since slack_sdk 3.23 no files.info call,
+    # so no files:read.
+    "files_upload_v2": "files:write",
 }
 EVENTS_URL = "https://licensebot.example.com/slack/events"
 
@@ -114,7 +118,7 @@ def test_scopes_are_the_smallest_set(manifest: dict[str, Any]) -> None:
 
 def web_api_calls() -> set[str]:
     """Every slack_sdk WebClient method the product's code calls."""
-    pattern = re.compile(r"\.((?:chat|views|conversations|users|usergroups|im)_[A-Za-z]+)\(")
+    pattern = re.compile(r"\.((?:chat|views|conversations|users|usergroups|im|files)_\w+)\(")
     found: set[str] = set()
     for folder in ("bot", "handlers"):
         for path in (REPO / folder).rglob("*.py"):

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import email.policy
 import itertools
 import json
 import math
+import mimetypes
 import secrets
 import threading
 import time
@@ -17,6 +19,7 @@ import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, TypeVar
@@ -42,6 +45,7 @@ DEFAULT_SCOPES: tuple[str, ...] = (
     "users:read",
     "users:read.email",
     "usergroups:read",
+    "files:write",
 )
 TRIGGER_TTL = 3.0
 RESPONSE_URL_TTL = 30 * 60.0
@@ -52,6 +56,10 @@ ACK_TIMEOUT = 3.0
 # Short, because an app that posts *before* it acks would otherwise stall its own ack.
 ACK_HOLD = 1.0
 HOOK_KINDS = ("commands", "actions", "app")
+# Where files.getUploadURLExternal sends the bytes (Slack's is files.slack.com/upload/v1/…).
+UPLOAD_PATH = "/upload/v1/"
+MAX_UPLOAD_BYTES = 1024**3  # 1 GB: slack_sdk refuses bigger files itself
+MAX_ALT_TXT = 1000
 
 # Slack checks the token's scopes before running the method (SLACK.md §9).
 _NEEDED_SCOPE = {
@@ -63,6 +71,8 @@ _NEEDED_SCOPE = {
     "users.info": "users:read",
     "users.lookupByEmail": "users:read.email",
     "usergroups.users.list": "usergroups:read",
+    "files.getUploadURLExternal": "files:write",
+    "files.completeUploadExternal": "files:write",
 }
 
 
@@ -102,6 +112,7 @@ class Message:
     via: str = "chat.postMessage"
     bot_id: str | None = None
     attachments: list[JSONDict] = field(default_factory=list)
+    files: list[JSONDict] = field(default_factory=list)  # shared by files.completeUploadExternal
 
     @property
     def is_ephemeral(self) -> bool:
@@ -121,6 +132,8 @@ class Message:
             shaped["blocks"] = copy.deepcopy(self.blocks)
         if self.attachments:
             shaped["attachments"] = copy.deepcopy(self.attachments)
+        if self.files:
+            shaped["files"] = copy.deepcopy(self.files)
         if self.thread_ts:
             shaped["thread_ts"] = self.thread_ts
         return shaped
@@ -161,6 +174,36 @@ class View:
     @property
     def all_text(self) -> str:
         return "\n".join(collect_text([self.view.get("title"), self.blocks]))
+
+
+@dataclass
+class SharedFile:
+    """A file the app uploaded and shared (or kept private: ``channel`` None)."""
+
+    id: str
+    name: str
+    title: str
+    content: bytes
+    channel: str | None
+    initial_comment: str | None
+    thread_ts: str | None
+    message_ts: str | None
+    alt_txt: str | None
+
+
+@dataclass
+class _Upload:
+    id: str
+    filename: str
+    length: int
+    alt_txt: str | None = None
+    content: bytes | None = None  # None until the bytes are POSTed to the upload URL
+    title: str = ""
+    channel: str | None = None
+    initial_comment: str | None = None
+    thread_ts: str | None = None
+    message_ts: str | None = None
+    completed_seq: int = 0  # order of files.completeUploadExternal; 0: not completed
 
 
 @dataclass
@@ -313,6 +356,8 @@ class SlackSim:
         self._post_times: dict[str, list[float]] = {}
         self._opened: set[str] = set()
         self._pending_acks: set[str] = set()
+        self._uploads: dict[str, _Upload] = {}  # by file ID
+        self._upload_paths: dict[str, str] = {}  # upload URL path -> file ID
 
     # -- lifecycle --
 
@@ -543,6 +588,26 @@ class SlackSim:
         stack = self.modal_stack(user)
         return stack[-1] if stack else None
 
+    @property
+    def files(self) -> list[SharedFile]:
+        """Files shared by files.completeUploadExternal, in the order they were completed."""
+        with self._lock:
+            return [
+                SharedFile(
+                    id=u.id,
+                    name=u.filename,
+                    title=u.title,
+                    content=u.content or b"",
+                    channel=u.channel,
+                    initial_comment=u.initial_comment,
+                    thread_ts=u.thread_ts,
+                    message_ts=u.message_ts,
+                    alt_txt=u.alt_txt,
+                )
+                for u in sorted(self._uploads.values(), key=lambda u: u.completed_seq)
+                if u.completed_seq
+            ]
+
     def home(self, user: str) -> View | None:
         with self._lock:
             view_id = self._homes.get(user)
@@ -701,6 +766,8 @@ class SlackSim:
                 return self._handle_api(path[len("/api/") :], parts.query, headers, body)
             if verb == "POST" and path.count("/") >= 2 and path.split("/")[1] in HOOK_KINDS:
                 return self._handle_hook(path, body)
+            if verb == "POST" and path.startswith(UPLOAD_PATH):
+                return self._handle_upload(path, headers, body)
             if path == "/_sim/state":
                 return _json_response(200, self.snapshot())
             return 404, {"Content-Type": "text/plain"}, b"not_found"
@@ -1384,6 +1451,126 @@ class SlackSim:
             self._replace_view(view, src)
         return {"ok": True, "view": copy.deepcopy(view.view)}
 
+    # -- files: the external upload flow (files_upload_v2) --
+
+    @_api("files.getUploadURLExternal")
+    def _files_get_upload_url_external(self, args: JSONDict) -> JSONDict:
+        filename = _str_arg(args, "filename")
+        raw_length = _str_arg(args, "length")
+        if not filename or raw_length is None:
+            raise _Fail("invalid_arguments")
+        try:
+            length = int(raw_length)
+        except ValueError:
+            raise _Fail("invalid_arguments") from None
+        if length < 0:
+            raise _Fail("invalid_arguments")
+        if length > MAX_UPLOAD_BYTES:
+            raise _Fail("file_upload_size_restricted")
+        alt_txt = _str_arg(args, "alt_txt")
+        if alt_txt is not None and len(alt_txt) > MAX_ALT_TXT:
+            raise _Fail("alt_txt_too_large")
+        file_id = f"F{next(self._ids):010d}"
+        path = f"{UPLOAD_PATH}{secrets.token_urlsafe(24)}"
+        self._uploads[file_id] = _Upload(
+            id=file_id, filename=filename, length=length, alt_txt=alt_txt
+        )
+        self._upload_paths[path] = file_id
+        return {"ok": True, "upload_url": self.base_url + path, "file_id": file_id}
+
+    @_api("files.completeUploadExternal")
+    def _files_complete_upload_external(self, args: JSONDict) -> JSONDict:
+        try:
+            items = _json_arg(args, "files")
+        except ValueError:
+            raise _Fail("invalid_arguments") from None
+        if not isinstance(items, list) or not items:
+            raise _Fail("invalid_arguments")
+        uploads: list[tuple[_Upload, str | None]] = []
+        for item in items:
+            if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+                raise _Fail("invalid_arguments")
+            upload = self._uploads.get(item["id"])
+            # [unverified] the error for an ID never uploaded to, or completed already (Slack
+            # says the method can be called once).
+            if upload is None or upload.content is None or upload.completed_seq:
+                raise _Fail("file_not_found")
+            title = item.get("title")
+            uploads.append((upload, str(title) if title is not None else None))
+        channel: str | None = None
+        if _str_arg(args, "channel_id") or _str_arg(args, "channels"):
+            raw = _str_arg(args, "channel_id") or str(args["channels"]).split(",")[0].strip()
+            channel = self._resolve_channel(raw, allow_user=True)
+            self._check_rate(channel)
+        comment = _str_arg(args, "initial_comment")
+        thread_ts = _str_arg(args, "thread_ts")
+        shaped: list[JSONDict] = []
+        for upload, title in uploads:
+            upload.title = title or upload.filename
+            upload.channel = channel
+            upload.initial_comment = comment
+            upload.thread_ts = thread_ts
+            upload.completed_seq = next(self._ids)
+            shaped.append(self._file_object(upload))
+        if channel is not None:
+            # Sharing posts one message carrying every file (and the comment) in the channel.
+            message = self._store(
+                channel, comment or "", None, None, thread_ts=thread_ts, via="files"
+            )
+            message.files = copy.deepcopy(shaped)
+            for upload, _ in uploads:
+                upload.message_ts = message.ts
+        return {"ok": True, "files": [{"id": f["id"], "title": f["title"]} for f in shaped]}
+
+    def _file_object(self, upload: _Upload) -> JSONDict:
+        mimetype = mimetypes.guess_type(upload.filename)[0] or "application/octet-stream"
+        return {
+            "id": upload.id,
+            "created": int(self.now()),
+            "timestamp": int(self.now()),
+            "name": upload.filename,
+            "title": upload.title,
+            "mimetype": mimetype,
+            "filetype": upload.filename.rsplit(".", 1)[-1].lower()
+            if "." in upload.filename
+            else "",
+            "user": self.bot_user_id,
+            "size": len(upload.content or b""),
+            "mode": "hosted",
+            "is_external": False,
+            "is_public": upload.channel is not None and upload.channel[0] == "C",
+            "channels": [upload.channel] if upload.channel else [],
+        }
+
+    def _handle_upload(
+        self, path: str, headers: Mapping[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        """The upload URL: raw bytes, or a multipart form with the file in its one file part.
+        Slack answers 200 when it took the bytes, anything else is a failure."""
+        with self._lock:
+            file_id = self._upload_paths.get(path)
+            upload = self._uploads.get(file_id or "")
+            content = _multipart_file(headers, body)
+            if upload is None:
+                status, text = 404, "not_found"
+            elif upload.completed_seq:
+                status, text = 400, "already_completed"  # [unverified] wording
+            elif len(content) != upload.length:
+                # files.getUploadURLExternal was told another size: refuse rather than
+                # store a truncated file. [unverified] Slack's exact answer.
+                status, text = 400, f"length_mismatch: expected {upload.length}"
+            else:
+                upload.content = content
+                status, text = 200, f"OK - {len(content)}"
+            self._record(
+                "upload",
+                {"file_id": file_id, "bytes": len(content)},
+                {"ok": status == 200, "status": text},
+                status,
+                path=path,
+            )
+        return status, {"Content-Type": "text/plain; charset=utf-8"}, text.encode()
+
     @_api("users.info")
     def _users_info(self, args: JSONDict) -> JSONDict:
         user_id = _str_arg(args, "user")
@@ -1418,6 +1605,22 @@ class SlackSim:
         if "users:read.email" not in self.scopes:
             shaped["profile"].pop("email", None)
         return shaped
+
+
+def _multipart_file(headers: Mapping[str, str], body: bytes) -> bytes:
+    """The bytes of an upload: the body itself, or the file part of a multipart form."""
+    content_type = headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        return body
+    parsed = BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + body
+    )
+    for part in parsed.iter_parts():
+        if part.get_filename() is not None or part.get_param("name", header="content-disposition"):
+            payload = part.get_payload(decode=True)
+            if isinstance(payload, bytes):
+                return payload
+    return b""
 
 
 def _ack_payload(body: bytes) -> JSONDict:

@@ -43,7 +43,14 @@ def slack() -> Iterator[SlackSim]:
 def bot(runtime: Runtime, slack: SlackSim) -> Iterator[BotServer]:
     company.seed(runtime)
     assembled = assemble(
-        runtime, token=TOKEN, signing_secret=SECRET, api_url=slack.api_url, poll_seconds=0.05
+        runtime,
+        token=TOKEN,
+        signing_secret=SECRET,
+        api_url=slack.api_url,
+        poll_seconds=0.05,
+        # The clock stands still in these tests: a 1 s pace would hold a second DM forever.
+        # Pacing has its own tests (tests/e2e/test_pacing.py), which advance the clock.
+        pace=None,
     )
     server = BotServer(assembled, host="127.0.0.1", port=0)
     server.start()

@@ -34,9 +34,10 @@ def test_429_waits_for_retry_after_then_delivers_once(
 ) -> None:
     slack.fail_next("chat.postMessage", status=429, retry_after=7)
     sender.slash(EMPLOYEE, "request figma")
-    slack.wait_for(lambda: (rows := card_rows(runtime)) and rows[0].attempts == 1)
+    slack.wait_for(lambda: (rows := card_rows(runtime)) and rows[0].last_error == "ratelimited")
     row = card_rows(runtime)[0]
-    assert row.status == "pending" and row.last_error == "ratelimited"
+    # A 429 defers the message: it is not a failed attempt (MAX_ATTEMPTS is not used up).
+    assert row.status == "pending" and row.attempts == 0
     clock.advance(timedelta(seconds=6))
     bot.bot.dispatcher.wake()
     bot.bot.dispatcher.run_once()
@@ -45,7 +46,7 @@ def test_429_waits_for_retry_after_then_delivers_once(
     bot.bot.dispatcher.wake()
     slack.wait_for(lambda: manager_cards(slack))
     slack.wait_for(lambda: card_rows(runtime)[0].status == "sent")
-    assert len(manager_cards(slack)) == 1 and card_rows(runtime)[0].attempts == 2
+    assert len(manager_cards(slack)) == 1 and card_rows(runtime)[0].attempts == 1
 
 
 def test_5xx_is_retried_with_backoff_then_kept_as_failed_and_listed(
