@@ -166,10 +166,10 @@ def build(
 ) -> Digest:
     """Every figure of the digest as of ``now``, in a fixed number of SQL statements."""
     # The same per-product window reclaim nudges with, so "idle" means the same in both.
-    window_start = reclaim._days_before(
+    window_start = reclaim.days_before(
         now,
         col(Product.reclaim_after_days),
-        reclaim._day_counts(session, Product.reclaim_after_days),
+        reclaim.day_counts(session, Product.reclaim_after_days),
     )
     has_signal = exists().where(col(UsageSignal.product_id) == col(Product.id))
     products = session.execute(

@@ -62,6 +62,7 @@ class LicenseView:
     delivery: str
     assigned_at: datetime
     has_key: bool
+    expires_at: datetime | None = None  # time-limited grants (product max_days)
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,15 @@ def licenses_of(session: Session, user_id: str) -> list[LicenseView]:
         .order_by(col(Product.name))
     ).all()
     return [
-        LicenseView(a.id or 0, p.id, p.name, p.delivery, utc(a.assigned_at), a.key_id is not None)
+        LicenseView(
+            a.id or 0,
+            p.id,
+            p.name,
+            p.delivery,
+            utc(a.assigned_at),
+            a.key_id is not None,
+            utc(a.expires_at) if a.expires_at else None,
+        )
         for a, p in rows
     ]
 

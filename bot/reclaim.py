@@ -65,7 +65,7 @@ class Reclaimable:
     last_used_at: datetime | None
 
 
-def _days_before(now: datetime, days_column: Any, values: set[int]) -> ColumnElement[Any]:
+def days_before(now: datetime, days_column: Any, values: set[int]) -> ColumnElement[Any]:
     """``now`` minus a per-product number of days, as one SQL expression.
 
     Date arithmetic differs between SQLite and PostgreSQL, so the few distinct day counts are
@@ -79,7 +79,7 @@ def _days_before(now: datetime, days_column: Any, values: set[int]) -> ColumnEle
     return case(*whens, else_=literal(now, stamp))
 
 
-def _day_counts(session: Session, column: Any) -> set[int]:
+def day_counts(session: Session, column: Any) -> set[int]:
     return set(session.exec(select(column).distinct()).all())
 
 
@@ -102,8 +102,8 @@ def _utc(at: datetime) -> datetime:
 
 def _unanswered(session: Session, now: datetime) -> ColumnElement[bool]:
     """Nudged at least the grace period ago, not used (nor kept) since, not snoozed."""
-    grace_cutoff = _days_before(
-        now, col(Product.reclaim_grace_days), _day_counts(session, Product.reclaim_grace_days)
+    grace_cutoff = days_before(
+        now, col(Product.reclaim_grace_days), day_counts(session, Product.reclaim_grace_days)
     )
     return and_(
         col(Assignment.nudged_at).is_not(None),
@@ -121,8 +121,8 @@ def scan(session: Session, rt: Runtime, *, now: datetime) -> ReclaimResult:
 
 
 def _nudge_idle(session: Session, rt: Runtime, *, now: datetime) -> int:
-    window_start = _days_before(
-        now, col(Product.reclaim_after_days), _day_counts(session, Product.reclaim_after_days)
+    window_start = days_before(
+        now, col(Product.reclaim_after_days), day_counts(session, Product.reclaim_after_days)
     )
     # One query picks every idle seat; locked so a concurrent scan cannot nudge it again.
     idle = session.exec(

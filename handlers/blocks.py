@@ -780,13 +780,25 @@ def reclaim_nudge(seat: SeatView) -> Message:
     return _message(f"Are you still using {name}?", blocks)
 
 
+_SEAT_ENDED = {
+    "revoked": "was revoked in an access review",
+    "expired": "has ended (it was time-limited)",
+    "offboarded": "was released when your account was deactivated",
+}
+
+
 def reclaim_answered(seat: SeatView) -> Message:
     """The nudge card after its answer (no buttons left), or the DM saying the same."""
     name = _name(seat.product_name)
     if seat.released_at is not None and seat.release_reason == "reclaimed":
         return seat_reclaimed(seat)
-    if seat.released_at is not None:
+    if seat.released_at is not None and seat.release_reason == "released":
         line = f"🙏 Thanks for giving back your *{name}* seat; it goes to whoever needs it next."
+    elif seat.released_at is not None:
+        # Ended another way (revoked in an access review, expired, offboarded) before this
+        # card went out: nothing is asked any more, and no thanks for what the holder didn't do.
+        why = _SEAT_ENDED.get(seat.release_reason, "was released")
+        line = f"Your *{name}* seat {why}; there is nothing to answer."
     elif seat.snoozed_until is not None:
         line = (
             f"👍 You kept your *{name}* seat. I won't ask again before "
@@ -1010,6 +1022,8 @@ def it_seat_alert(count: SeatCount, *, previous: str) -> Message:
 def _licence_block(licence: LicenseView) -> Block:
     kind = "key" if licence.delivery == "key" else "seat"
     text = f"*{_name(licence.product_name)}*\n{kind} since {_day(licence.assigned_at.date())}"
+    if licence.expires_at is not None:
+        text += f" · ends {_day(licence.expires_at.date())}"
     accessory = _reveal_button(licence.assignment_id) if licence.has_key else None
     return _section(text, block_id=f"lic_{licence.assignment_id}", accessory=accessory)
 

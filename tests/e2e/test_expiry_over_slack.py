@@ -60,6 +60,11 @@ def test_request_extension_from_the_warning_extends_the_same_seat(
     grant_trial(slack, sender, EMPLOYEE)
     slack.wait_for(dm_with(slack, EMPLOYEE, "was approved"))
 
+    # Where the holder looks at their licenses, the end is shown.
+    sender.slash(EMPLOYEE, "mine")
+    mine = slack.wait_for(ephemeral_to(slack, EMPLOYEE, "Analytics Trial"))
+    assert "ends 2026-11-12" in mine.all_text
+
     clock.advance(timedelta(days=8))
     assert jobs.JOBS["expiry"].run(runtime, clock.now())
     warning = slack.wait_for(dm_with(slack, EMPLOYEE, "ends on 2026-11-12"))

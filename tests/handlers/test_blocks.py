@@ -753,3 +753,43 @@ def test_request_modal_stays_under_slacks_view_size_with_wide_options() -> None:
     shown = len(options_of(view))
     assert 0 < shown < 1000
     assert f"first {shown} of 1000" in view["blocks"][0]["hint"]["text"]
+
+
+def _seat(**over: Any) -> Any:
+    from bot.reclaim import SeatView
+
+    values: dict[str, Any] = {
+        "assignment_id": 7,
+        "user_id": "UEMP",
+        "product_id": "figma",
+        "product_name": "Figma",
+        "cost_per_seat": Decimal("144"),
+        "assigned_at": datetime(2026, 1, 1, tzinfo=UTC),
+        "last_used_at": None,
+        "reclaim_after_days": 30,
+        "reclaim_grace_days": 7,
+        "auto_reclaim": False,
+        "snoozed_until": None,
+        "released_at": None,
+        "release_reason": "",
+    }
+    values.update(over)
+    return SeatView(**values)
+
+
+@pytest.mark.parametrize(
+    ("reason", "says"),
+    [
+        ("released", "Thanks for giving back"),
+        ("revoked", "revoked in an access review"),
+        ("expired", "time-limited"),
+        ("offboarded", "deactivated"),
+    ],
+)
+def test_an_answered_nudge_says_how_the_seat_ended(reason: str, says: str) -> None:
+    ended = _seat(released_at=datetime(2026, 3, 1, tzinfo=UTC), release_reason=reason)
+    text, body = check_message(blocks.reclaim_answered(ended))
+    assert says in text
+    assert not buttons(body)
+    if reason != "released":
+        assert "Thanks" not in text
