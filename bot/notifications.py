@@ -8,6 +8,7 @@ shows the current state.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -139,3 +140,11 @@ def queue(
 ) -> None:
     assert kind in KINDS, kind
     outbox.enqueue(session, kind, payload, now=now + delay if delay else now)
+
+
+def queue_many(
+    session: Session, kind: str, payloads: Sequence[dict[str, Any]], *, now: datetime
+) -> None:
+    """``queue`` for each payload, in one multi-row insert (scans that tell thousands)."""
+    assert kind in KINDS, kind
+    outbox.enqueue_many(session, kind, payloads, now=now)

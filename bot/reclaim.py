@@ -142,25 +142,44 @@ def _nudge_idle(session: Session, rt: Runtime, *, now: datetime) -> int:
     ids = [row[0] for row in idle]
     if not ids:
         return 0
-    session.execute(update(Assignment).where(col(Assignment.id).in_(ids)).values(nudged_at=now))
-    for assignment_id, user_id, product_id, last_use in idle:
-        audit.append(
-            session,
-            rt.audit_keys,
-            at=now,
-            actor=SYSTEM_ACTOR,
-            action="seat.nudged",
-            subject=f"user:{user_id}",
-            details={
-                "product": product_id,
-                "assignment": assignment_id,
-                "last_use": _utc(last_use).isoformat() if isinstance(last_use, datetime) else None,
-            },
+    for chunk in _chunks(ids):
+        session.execute(
+            update(Assignment).where(col(Assignment.id).in_(chunk)).values(nudged_at=now)
         )
-        notifications.queue(
-            session, notifications.RECLAIM_NUDGE, now=now, assignment_id=assignment_id
-        )
+    # Thousands of seats at once: one batch of audit entries and one of outbox rows.
+    audit.append_many(
+        session,
+        rt.audit_keys,
+        [
+            audit.Event(
+                at=now,
+                actor=SYSTEM_ACTOR,
+                action="seat.nudged",
+                subject=f"user:{user_id}",
+                details={
+                    "product": product_id,
+                    "assignment": assignment_id,
+                    "last_use": _utc(last_use).isoformat()
+                    if isinstance(last_use, datetime)
+                    else None,
+                },
+            )
+            for assignment_id, user_id, product_id, last_use in idle
+        ],
+    )
+    notifications.queue_many(
+        session, notifications.RECLAIM_NUDGE, [{"assignment_id": i} for i in ids], now=now
+    )
     return len(ids)
+
+
+# Bound parameters per statement: SQLite allows 32,766 (250,000 in some builds), so an
+# ``IN`` list of IDs is sent in slices well below that.
+_IN_CHUNK = 5000
+
+
+def _chunks(ids: list[int | None]) -> list[list[int | None]]:
+    return [ids[i : i + _IN_CHUNK] for i in range(0, len(ids), _IN_CHUNK)]
 
 
 def _reclaim_unanswered(session: Session, rt: Runtime, *, now: datetime) -> tuple[int, int]:
@@ -179,26 +198,32 @@ def _reclaim_unanswered(session: Session, rt: Runtime, *, now: datetime) -> tupl
     if not due:
         return 0, 0
     ids = [row[0] for row in due]
-    session.execute(
-        update(Assignment)
-        .where(col(Assignment.id).in_(ids))
-        .values(released_at=now, release_reason="reclaimed")
+    for chunk in _chunks(ids):
+        session.execute(
+            update(Assignment)
+            .where(col(Assignment.id).in_(chunk))
+            .values(released_at=now, release_reason="reclaimed")
+        )
+    audit.append_many(
+        session,
+        rt.audit_keys,
+        [
+            audit.Event(
+                at=now,
+                actor=SYSTEM_ACTOR,
+                action="seat.reclaimed",
+                subject=f"user:{user_id}",
+                details={"product": product_id, "assignment": assignment_id},
+            )
+            for assignment_id, user_id, product_id in due
+        ],
     )
-    for assignment_id, user_id, product_id in due:
-        audit.append(
-            session,
-            rt.audit_keys,
-            at=now,
-            actor=SYSTEM_ACTOR,
-            action="seat.reclaimed",
-            subject=f"user:{user_id}",
-            details={"product": product_id, "assignment": assignment_id},
-        )
-        notifications.queue(
-            session, notifications.SEAT_RECLAIMED, now=now, assignment_id=assignment_id
-        )
-    for seat in session.exec(select(Assignment).where(col(Assignment.id).in_(ids))).all():
-        seat_events.released(session, rt, seat, now=now)
+    notifications.queue_many(
+        session, notifications.SEAT_RECLAIMED, [{"assignment_id": i} for i in ids], now=now
+    )
+    for chunk in _chunks(ids):
+        for seat in session.exec(select(Assignment).where(col(Assignment.id).in_(chunk))).all():
+            seat_events.released(session, rt, seat, now=now)
     served = 0
     for product_id in sorted({row[2] for row in due}):  # per product, not per seat
         served += delivery.assign_waitlisted(session, rt, product_id, now=now)

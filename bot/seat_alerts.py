@@ -121,13 +121,36 @@ def counts(session: Session, product_ids: Iterable[str]) -> list[SeatCount]:
     return result
 
 
+def _steady(session: Session, ids: set[str]) -> set[str]:
+    """Products whose state is OK and stays OK whatever their counts: no free-seat minimum
+    (so never LOW), nobody waiting (so never EXHAUSTED), and recorded as OK. One indexed query
+    instead of counting every seat and key of the product on each hand-out (the approve path)."""
+    if not ids:
+        return set()
+    waiting = exists().where(
+        col(LicenseRequest.product_id) == col(Product.id),
+        col(LicenseRequest.status) == "waitlisted",
+    )
+    alerted = exists().where(
+        col(SeatAlert.product_id) == col(Product.id), col(SeatAlert.state) != OK
+    )
+    return set(
+        session.exec(
+            select(Product.id).where(
+                col(Product.id).in_(sorted(ids)), Product.min_free_seats == 0, ~waiting, ~alerted
+            )
+        ).all()
+    )
+
+
 def evaluate(session: Session, rt: Runtime, product_ids: Iterable[str], *, now: datetime) -> int:
     """Record each product's seat state; tell IT about the ones that changed. Returns how many.
 
     Called inside the transaction of the change, after its audit entry: every writer holds the
     audit chain's lock by then, so two transactions never race on one ``seat_alert`` row.
     """
-    found = counts(session, product_ids)
+    ids = set(product_ids)
+    found = counts(session, ids - _steady(session, ids))
     if not found:
         return 0
     known = {

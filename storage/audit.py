@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import func, update
+from sqlalchemy import func, insert, update
 from sqlmodel import Session, col, select
 
 from storage.models import AuditEntry, AuditHead
@@ -209,17 +209,87 @@ def append(
     return entry
 
 
+@dataclass(frozen=True)
+class Event:
+    """One entry for ``append_many``: what ``append`` takes, as a value."""
+
+    at: datetime
+    actor: str
+    action: str
+    subject: str
+    details: dict[str, Any]
+
+
+def append_many(session: Session, signer: AuditSigner, events: Sequence[Event]) -> int:
+    """Append ``events`` in order, as ``append`` would one by one: the same IDs, hashes and
+    MACs, so ``verify`` cannot tell the difference. One head lock, one multi-row insert and one
+    head update for the whole batch (a 10,000-seat reclaim scan writes 10,000 entries).
+
+    Returns the ID of the last entry (the head's ``last_id``)."""
+    head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one()
+    if not events:
+        return head.last_id
+    # Anything pending goes first, as with append (which flushes each entry in turn).
+    session.flush()
+    rows: list[dict[str, Any]] = []
+    lines = session.info.setdefault(COMMITTED_EVENTS, [])
+    prev, seq = head.hash, head.last_id
+    for event in events:
+        seq += 1
+        body = canonical(event.details)
+        digest = entry_hash(
+            prev_hash=prev,
+            seq=seq,
+            at=event.at,
+            actor=event.actor,
+            action=event.action,
+            subject=event.subject,
+            details=body,
+        )
+        kid, mac = signer.sign(digest)
+        row = {
+            "id": seq,
+            "at": event.at,
+            "actor": event.actor,
+            "action": event.action,
+            "subject": event.subject,
+            "details": body,
+            "prev_hash": prev,
+            "hash": digest,
+            "key_id": kid,
+            "mac": mac,
+            "product_id": product_of(event.details),
+        }
+        rows.append(row)
+        lines.append(_event_line(seq, event.action, event.actor, event.subject, event.details))
+        prev = digest
+    # Core executemany: the ORM would flush one INSERT per entry.
+    session.execute(insert(AuditEntry.__table__), rows)  # type: ignore[attr-defined]  # SQLModel sets it
+    # Through the ORM object, so a later append in this session sees the new head.
+    head.last_id = seq
+    head.hash = prev
+    session.add(head)
+    session.flush()
+    return seq
+
+
 COMMITTED_EVENTS = "licensebot.audit.events"
 # Details worth a log line; free text (justifications, reasons) stays in the audit log only.
 _LOGGED_DETAILS = ("product", "step", "for", "assignment", "request", "role", "added", "rotated")
 
 
 def _log_line(entry: AuditEntry, details: dict[str, Any]) -> str:
-    fields = [f"event={entry.action}", f"actor={entry.actor}", f"subject={entry.subject}"]
-    if entry.subject.startswith("request:"):
-        fields.append(f"request={entry.subject.removeprefix('request:')}")
+    return _event_line(entry.id, entry.action, entry.actor, entry.subject, details)
+
+
+def _event_line(
+    entry_id: int | None, action: str, actor: str, subject: str, details: dict[str, Any]
+) -> str:
+    fields = [f"event={action}", f"actor={actor}", f"subject={subject}"]
+    if subject.startswith("request:"):
+        fields.append(f"request={subject.removeprefix('request:')}")
     fields += [f"{k}={details[k]}" for k in _LOGGED_DETAILS if k in details]
-    fields.append(f"audit_id={entry.id}")
+    fields.append(f"audit_id={entry_id}")
     return " ".join(fields)
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
 from storage.models import OutboxMessage
@@ -13,6 +15,25 @@ from storage.models import OutboxMessage
 def enqueue(session: Session, kind: str, payload: dict[str, Any], *, now: datetime) -> None:
     """Queue a message, deliverable from ``now`` on (a later time delays it)."""
     session.add(OutboxMessage(kind=kind, payload=payload, created_at=now, next_attempt_at=now))
+
+
+def enqueue_many(
+    session: Session, kind: str, payloads: Sequence[dict[str, Any]], *, now: datetime
+) -> None:
+    """Queue one message per payload with one multi-row insert (core executemany), for scans
+    that notify thousands of people at once; each row is what ``enqueue`` writes."""
+    if not payloads:
+        return
+    session.flush()  # rows queued before these keep their lower IDs (delivery order)
+    table = OutboxMessage.__table__  # type: ignore[attr-defined]  # set by SQLModel
+    defaults = {"status": "pending", "attempts": 0, "last_error": ""}
+    session.execute(
+        insert(table),
+        [
+            {"kind": kind, "payload": p, "created_at": now, "next_attempt_at": now, **defaults}
+            for p in payloads
+        ],
+    )
 
 
 def due(session: Session, *, now: datetime, limit: int = 50) -> list[OutboxMessage]:

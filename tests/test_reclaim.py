@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -209,3 +210,31 @@ def test_jobs_run_reclaim_from_the_cli(rt: Runtime, database_url: str, encryptio
     # The CLI runs on the wall clock, so which seats are idle depends on today: only check that
     # each nudge queued is audited.
     assert len(queued(rt, "reclaim_nudge")) == audited(rt, "seat.nudged")
+
+
+def test_a_scan_audits_each_nudge_in_one_verifiable_chain(rt: Runtime, clock: ManualClock) -> None:
+    # The scan writes its entries and outbox rows in batches: each seat still gets its own
+    # entry, in seat order, and the chain (hashes and signatures) verifies after it.
+    from storage import audit
+
+    idle = sorted([seat_id(rt, "design", EMPLOYEE), seat_id(rt, "notes", IT1)])
+    assert jobs.JOBS["reclaim"].run(rt, clock.now()) is True
+    with rt.db.read() as s:
+        entries = s.exec(
+            select(AuditEntry)
+            .where(AuditEntry.action == "seat.nudged")
+            .order_by(col(AuditEntry.id))
+        ).all()
+        report = audit.verify(s, rt.audit_keys)
+        outbox = s.exec(
+            select(OutboxMessage)
+            .where(OutboxMessage.kind == "reclaim_nudge")
+            .order_by(col(OutboxMessage.id))
+        ).all()
+    assert report.intact, report.problem
+    assert [e.subject for e in entries] == [f"user:{EMPLOYEE}", f"user:{IT1}"]
+    assert [e.product_id for e in entries] == ["design", "notes"]
+    assert [json.loads(e.details)["assignment"] for e in entries] == idle
+    assert json.loads(entries[0].details)["last_use"] == day(40)
+    assert [m.payload for m in outbox] == [{"assignment_id": i} for i in idle]
+    assert all(m.status == "pending" and m.attempts == 0 for m in outbox)

@@ -315,7 +315,11 @@ class SlackSim:
         team_domain: str = "acme",
         team_name: str = "Acme",
         bot_name: str = "licensebot",
+        fast: bool = False,
     ) -> None:
+        """``fast`` (benchmarks only): skip Block Kit validation and keep recorded calls
+        without copying them, so the sim answers at once; tests keep the default checks."""
+        self.fast = fast
         self.bot_token = bot_token
         self.team_id = team_id
         self.bot_user_id = bot_user_id
@@ -881,8 +885,8 @@ class SlackSim:
         self._calls.append(
             Call(
                 method=method,
-                args=copy.deepcopy(args),
-                response=copy.deepcopy(response),
+                args=args if self.fast else copy.deepcopy(args),
+                response=response if self.fast else copy.deepcopy(response),
                 status=status,
                 at=self.now(),
                 path=path,
@@ -998,7 +1002,7 @@ class SlackSim:
             raise _Fail("no_text")
         if text is not None and len(text) > MAX_MESSAGE_TEXT:
             raise _Fail("msg_too_long")
-        if blocks:
+        if blocks and not self.fast:
             errors = validate_blocks(blocks, max_blocks=MAX_MESSAGE_BLOCKS)
             if errors:
                 raise _invalid(errors, "invalid_blocks")
@@ -1095,6 +1099,8 @@ class SlackSim:
             raise _Fail("invalid_arguments") from None
         if not isinstance(view, dict):
             raise _Fail("invalid_arguments")
+        if self.fast:
+            return view
         if len(json.dumps(view).encode()) > MAX_VIEW_BYTES:
             raise _Fail("view_too_large")
         errors = validate_view(view)

@@ -1,0 +1,40 @@
+"""Every benchmark still runs: ``python -m bench --size tiny --repeat 1 --only NAME``.
+
+No timing is asserted (tiny figures mean nothing); the table must have each figure's row.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.__main__ import BENCHMARKS
+
+ROOT = Path(__file__).resolve().parents[1]
+# The rows each module must print (its figures' names, as far as this test knows them).
+ROWS = {
+    "ack": ("ack p99 at 100 req/s (mix)", "ack slowest at 300 req/s", "ack errors at 300 req/s"),
+    "decisions": ("decisions per second (Approve clicks)",),
+    "endtoend": ("click to DM + card update, p50", "click to DM + card update, p99"),
+}
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("name", BENCHMARKS)
+def test_benchmark_runs_at_tiny_size(name: str) -> None:
+    if not (ROOT / "bench" / f"{name}.py").exists():
+        pytest.skip(f"bench/{name}.py is not written yet")
+    argv = [sys.executable, "-m", "bench", "--size", "tiny", "--repeat", "1", "--only", name]
+    pg_url = os.environ.get("TEST_DATABASE_URL")
+    if pg_url:
+        argv += ["--db", "postgres", "--pg-url", pg_url]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=280)
+    assert done.returncode == 0, done.stderr[-4000:]
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("figure") for line in lines), done.stdout
+    for row in ROWS.get(name, ()):
+        assert any(line.startswith(row) for line in lines), f"no row {row!r} in:\n{done.stdout}"
