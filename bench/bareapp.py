@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 from collections.abc import Iterable
 from types import FrameType
@@ -46,7 +47,8 @@ def build() -> SlackRequestHandler:
         ack()
 
     app.command("/license")(just_ack)
-    app.action({"type": "block_actions"})(just_ack)
+    # Bolt matches no block action on type alone (it 404s): any action_id.
+    app.action({"type": "block_actions", "action_id": re.compile(".*")})(just_ack)
     app.event("app_home_opened")(just_ack)
     return SlackRequestHandler(app)
 

@@ -244,7 +244,7 @@ def load(rt: Runtime, shape: Shape, *, now: datetime = NOW) -> dict[str, int]:
                 assigned = now - timedelta(days=rng.randint(100, 700))
                 gone = now - timedelta(days=rng.randint(0, 90), hours=rng.randint(0, 23))
                 reason = ("released", "reclaimed", "offboarded", "expired")[k % 4]
-                yield (pid, uid, assigned, gone, reason, None, None)
+                yield (pid, uid, assigned, gone, reason, None, None, None)
                 continue
             state = states[held_seen]
             held_seen += 1
@@ -270,7 +270,8 @@ def load(rt: Runtime, shape: Shape, *, now: datetime = NOW) -> dict[str, int]:
                 signal = False  # idle since it was assigned: never seen in use
             if signal:
                 signals.append((pid, uid, used, "csv", used))
-            yield (pid, uid, assigned, None, "", nudged, None)
+            # The seat carries its holder's last use, as bot/usage.py keeps it.
+            yield (pid, uid, assigned, None, "", nudged, None, used if signal else None)
 
     counts["assignment"] = bulk_load(
         engine,
@@ -283,6 +284,7 @@ def load(rt: Runtime, shape: Shape, *, now: datetime = NOW) -> dict[str, int]:
             "release_reason",
             "nudged_at",
             "snoozed_until",
+            "last_used_at",
         ),
         assignments(),
     )

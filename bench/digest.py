@@ -35,16 +35,16 @@ from bench.report import Figure, Sample
 
 LIMIT_MB = 300.0
 
-# The ceiling: per-product held/active/idle seats in one statement, written by hand.
+# The ceiling: per-product held/active/idle seats in one statement, written by hand against
+# this schema (a seat carries its holder's last use, ``assignment.last_used_at``).
 CEILING_SQL = sa.text(
     """
     SELECT a.product_id,
            count(*) AS held,
-           sum(CASE WHEN u.last_used_at >= :cutoff THEN 1 ELSE 0 END) AS active,
-           sum(CASE WHEN coalesce(u.last_used_at, a.assigned_at) < :cutoff THEN 1 ELSE 0 END)
+           sum(CASE WHEN a.last_used_at >= :cutoff THEN 1 ELSE 0 END) AS active,
+           sum(CASE WHEN coalesce(a.last_used_at, a.assigned_at) < :cutoff THEN 1 ELSE 0 END)
              AS idle
     FROM assignment a
-    LEFT JOIN usage_signal u ON u.product_id = a.product_id AND u.user_id = a.user_id
     WHERE a.released_at IS NULL
     GROUP BY a.product_id
     """

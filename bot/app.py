@@ -16,6 +16,7 @@ from slack_sdk.errors import SlackRequestError
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
 
 from bot import usage_api, webhooks
+from bot.dispatcher import WORKERS as DISPATCH_WORKERS
 from bot.dispatcher import Dispatcher
 from bot.errors import ConfigError
 from bot.metrics import Metrics
@@ -63,9 +64,11 @@ def assemble(
     poll_seconds: float = 1.0,
     api_token: str | None = None,
     pace: timedelta | None = PER_CHANNEL,
+    dispatch_workers: int = DISPATCH_WORKERS,
 ) -> Licensebot:
     """``pace``: the least time between two messages to one channel, on ``rt.clock``
-    (None: no pacing, for tests whose clock stands still; Retry-After pauses still apply)."""
+    (None: no pacing, for tests whose clock stands still; Retry-After pauses still apply).
+    ``dispatch_workers``: threads delivering the outbox at once."""
     client = web_client(token, api_url)
     try:
         bolt = App(
@@ -98,6 +101,7 @@ def assemble(
         webhooks.WithWebhooks(slack_notifier, deliverer),
         poll_seconds=poll_seconds,
         on_failed=deliverer.failed,
+        workers=dispatch_workers,
     )
     rt.wake_dispatcher = dispatcher.wake
     wsgi = _wsgi(

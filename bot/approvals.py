@@ -38,7 +38,7 @@ def open_step(session: Session, rt: Runtime, req: LicenseRequest, *, now: dateti
             StepApprover(request_id=req.id, step=req.step, approver_id=approver, why=route.why)
         )
     session.flush()
-    audit.append(
+    audit.defer(
         session,
         rt.audit_keys,
         at=now,
@@ -73,7 +73,7 @@ def approve_automatically(
     session.add(
         Decision(request_id=req.id, step=0, decider_id=SYSTEM_ACTOR, outcome="auto", decided_at=now)
     )
-    audit.append(
+    audit.defer(
         session,
         rt.audit_keys,
         at=now,
@@ -126,7 +126,7 @@ def decide(
             raise AlreadyDecided(
                 f"Step {step + 1} of request #{request_id} was already decided."
             ) from None
-        audit.append(
+        audit.defer(
             session,
             rt.audit_keys,
             at=now,
@@ -142,7 +142,7 @@ def decide(
         if not approve:
             req.status = "denied"
             req.closed_at = now
-            audit.append(
+            audit.defer(
                 session,
                 rt.audit_keys,
                 at=now,
@@ -160,7 +160,7 @@ def decide(
         else:
             req.status = "approved"
             req.closed_at = now
-            audit.append(
+            audit.defer(
                 session,
                 rt.audit_keys,
                 at=now,

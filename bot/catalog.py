@@ -8,6 +8,7 @@ marked inactive, and comes back if a later file lists it again.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import ErrorDetails
-from sqlalchemy import delete, exists, func, insert
+from sqlalchemy import bindparam, delete, exists, func, insert
 from sqlmodel import Session, col, select
 
 from bot import delivery, seat_alerts
@@ -559,35 +560,44 @@ def _values(spec: ProductSpec) -> dict[str, Any]:
 # --- reading it back --------------------------------------------------------------------------
 
 
+@functools.cache
+def _infos_query(*, active_only: bool, one: bool) -> Any:
+    """The products-with-counts statement, built once per shape: building it costs more than
+    running it (every request card renders one product), and with ``one`` the counts are
+    taken for the ``product_id`` parameter's rows only (through the product_id indexes)."""
+    # Counted in SQL with GROUP BY: the per-product numbers never load assignment rows.
+    taken = select(Assignment.product_id, func.count().label("n")).where(
+        col(Assignment.released_at).is_(None)
+    )
+    # A key is free when no assignment has ever pointed at it (key_id is unique on assignment).
+    free_keys = select(LicenseKey.product_id, func.count().label("n")).where(
+        ~exists().where(col(Assignment.key_id) == col(LicenseKey.id))
+    )
+    if one:
+        taken = taken.where(col(Assignment.product_id) == bindparam("product_id"))
+        free_keys = free_keys.where(col(LicenseKey.product_id) == bindparam("product_id"))
+    counted = taken.group_by(Assignment.product_id).subquery()
+    free = free_keys.group_by(LicenseKey.product_id).subquery()
+    stmt = (
+        select(Product, func.coalesce(counted.c.n, 0), func.coalesce(free.c.n, 0))
+        .outerjoin(counted, counted.c.product_id == col(Product.id))
+        .outerjoin(free, free.c.product_id == col(Product.id))
+        .order_by(col(Product.id))
+    )
+    if one:
+        stmt = stmt.where(col(Product.id) == bindparam("product_id"))
+    if active_only:
+        stmt = stmt.where(col(Product.active).is_(True))
+    return stmt
+
+
 def _infos(
     session: Session, *, active_only: bool, product_id: str | None = None
 ) -> list[ProductInfo]:
-    # Counted in SQL with GROUP BY: the per-product numbers never load assignment rows.
-    taken = (
-        select(Assignment.product_id, func.count().label("n"))
-        .where(col(Assignment.released_at).is_(None))
-        .group_by(Assignment.product_id)
-        .subquery()
-    )
-    # A key is free when no assignment has ever pointed at it (key_id is unique on assignment).
-    free_keys = (
-        select(LicenseKey.product_id, func.count().label("n"))
-        .where(~exists().where(col(Assignment.key_id) == col(LicenseKey.id)))
-        .group_by(LicenseKey.product_id)
-        .subquery()
-    )
-    stmt = (
-        select(Product, func.coalesce(taken.c.n, 0), func.coalesce(free_keys.c.n, 0))
-        .outerjoin(taken, taken.c.product_id == col(Product.id))
-        .outerjoin(free_keys, free_keys.c.product_id == col(Product.id))
-        .order_by(col(Product.id))
-    )
-    if active_only:
-        stmt = stmt.where(col(Product.active).is_(True))
-    if product_id is not None:
-        stmt = stmt.where(col(Product.id) == product_id)
+    stmt = _infos_query(active_only=active_only, one=product_id is not None)
+    params = {} if product_id is None else {"product_id": product_id}
     out = []
-    for product, seats_taken, keys_free in session.exec(stmt).all():
+    for product, seats_taken, keys_free in session.exec(stmt, params=params).all():
         open_seats = max(product.seats - seats_taken, 0)
         out.append(
             ProductInfo(

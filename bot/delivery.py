@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import func
+from sqlalchemy import exists, func
 from sqlmodel import Session, col, select
 
 from bot import grants, notifications, seat_alerts, seat_events, usage
@@ -27,10 +28,12 @@ def seats_taken(session: Session, product_id: str) -> int:
 
 
 def free_key_id(session: Session, product_id: str) -> int | None:
-    held = select(Assignment.key_id).where(col(Assignment.key_id).is_not(None))
+    # NOT EXISTS probes the unique key_id index for each of the product's keys in ID order and
+    # stops at the first free one; NOT IN read every assignment of every product per hand-out.
+    held = exists().where(col(Assignment.key_id) == col(LicenseKey.id))
     return session.exec(
         select(LicenseKey.id)
-        .where(LicenseKey.product_id == product_id, col(LicenseKey.id).not_in(held))
+        .where(LicenseKey.product_id == product_id, ~held)
         .order_by(col(LicenseKey.id))
         .limit(1)
     ).first()
@@ -56,7 +59,7 @@ def fulfil(session: Session, rt: Runtime, req: LicenseRequest, *, now: datetime)
         req.waitlisted_at = now
         session.add(req)
         session.flush()
-        audit.append(
+        audit.defer(
             session,
             rt.audit_keys,
             at=now,
@@ -88,6 +91,7 @@ def _assign(
         key_id=key_id,
         assigned_at=now,
         expires_at=grants.expires_at(product, now),
+        last_used_at=usage.last_use(session, product.id, req.requester_id),
     )
     session.add(assignment)
     req.status = "approved"
@@ -95,7 +99,7 @@ def _assign(
     req.updated_at = now
     session.add(req)
     session.flush()
-    audit.append(
+    audit.defer(
         session,
         rt.audit_keys,
         at=now,
@@ -157,6 +161,9 @@ class RevealedKey:
     product_id: str
     product_name: str
     key: str
+    # The modal's ``external_id``: the reveal's transaction already queued hiding the key
+    # again under it, before Slack had given the modal an ID.
+    view_ref: str = ""
 
     def __repr__(self) -> str:  # a key must never reach a log line through a repr
         return f"RevealedKey(assignment_id={self.assignment_id}, product_id={self.product_id!r})"
@@ -189,7 +196,7 @@ def reveal_key(rt: Runtime, *, actor: str, assignment_id: int) -> RevealedKey:
         usage.record_signal(
             session, product_id=product.id, user_id=actor, at=now, source="reveal", now=now
         )
-        audit.append(
+        audit.defer(
             session,
             rt.audit_keys,
             at=now,
@@ -198,4 +205,15 @@ def reveal_key(rt: Runtime, *, actor: str, assignment_id: int) -> RevealedKey:
             subject=f"user:{actor}",
             details={"product": product.id, "assignment": assignment_id},
         )
-    return RevealedKey(assignment_id, product.id, product.name, plaintext)
+        # Hiding it again is queued here, in this one transaction, under an ID of our choosing
+        # that the modal will carry; a modal that never opens makes that a no-op.
+        view_ref = f"reveal-{secrets.token_urlsafe(12)}"
+        notifications.queue(
+            session,
+            notifications.MASK_REVEAL,
+            now=now,
+            delay=timedelta(seconds=rt.reveal_seconds),
+            view_ref=view_ref,
+            product_name=product.name,
+        )
+    return RevealedKey(assignment_id, product.id, product.name, plaintext, view_ref)

@@ -165,12 +165,6 @@ def build(
     timezone: str = "UTC",
 ) -> Digest:
     """Every figure of the digest as of ``now``, in a fixed number of SQL statements."""
-    # The same per-product window reclaim nudges with, so "idle" means the same in both.
-    window_start = reclaim.days_before(
-        now,
-        col(Product.reclaim_after_days),
-        reclaim.day_counts(session, Product.reclaim_after_days),
-    )
     has_signal = exists().where(col(UsageSignal.product_id) == col(Product.id))
     products = session.execute(
         sa_select(
@@ -185,34 +179,39 @@ def build(
         ).order_by(col(Product.id))
     ).all()
 
-    last_used = col(UsageSignal.last_used_at)
+    last_used = col(Assignment.last_used_at)
     last_use = func.coalesce(last_used, col(Assignment.assigned_at))
 
     def count_if(condition: Any) -> Any:
         return func.sum(case((condition, 1), else_=0))
 
-    held = {
-        row[0]: row[1:]
-        for row in session.execute(
-            sa_select(
-                col(Assignment.product_id),
-                func.count(),
-                count_if(and_(last_used.is_not(None), last_used >= window_start)),
-                count_if(last_use < window_start),
-                count_if(and_(last_used.is_(None), col(Assignment.assigned_at) >= window_start)),
-            )
-            .join(Product, col(Product.id) == col(Assignment.product_id))
-            .outerjoin(
-                UsageSignal,
-                and_(
-                    col(UsageSignal.product_id) == col(Assignment.product_id),
-                    col(UsageSignal.user_id) == col(Assignment.user_id),
-                ),
-            )
-            .where(col(Assignment.released_at).is_(None))
-            .group_by(col(Assignment.product_id))
+    # The same per-product window reclaim nudges with, so "idle" means the same in both. One
+    # GROUP BY over the held seats, no join: each seat carries its last use, and the active,
+    # idle and new counts are taken for every distinct window (a few), each product then
+    # reading those of its own window. Every column read is in ix_assignment_product_last_use.
+    windows = sorted(reclaim.day_counts(session, Product.reclaim_after_days))
+    per_window = []
+    for days in windows:
+        window_start = now - timedelta(days=days)
+        per_window += [
+            count_if(and_(last_used.is_not(None), last_used >= window_start)),
+            count_if(last_use < window_start),
+            count_if(and_(last_used.is_(None), col(Assignment.assigned_at) >= window_start)),
+        ]
+    window_of: dict[str, int] = {
+        pid: days
+        for pid, days in session.execute(
+            sa_select(col(Product.id), col(Product.reclaim_after_days))
         ).all()
     }
+    held: dict[str, tuple[Any, ...]] = {}
+    for pid, count, *counts in session.execute(
+        sa_select(col(Assignment.product_id), func.count(), *per_window)
+        .where(col(Assignment.released_at).is_(None))
+        .group_by(col(Assignment.product_id))
+    ).all():
+        at = 3 * windows.index(window_of[pid])
+        held[pid] = (count, *counts[at : at + 3])
     waitlist = _counts(
         session,
         sa_select(col(LicenseRequest.product_id), func.count())

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from sqlalchemy.exc import IntegrityError
 
 from bot import notifications
@@ -47,16 +45,3 @@ def tell_user(rt: Runtime, user_id: str, text: str) -> None:
         notifications.queue(session, notifications.NOTICE, now=now, user_id=user_id, text=text)
         notifications.queue(session, notifications.HOME_REFRESH, now=now, user_id=user_id)
     rt.wake_dispatcher()
-
-
-def schedule_mask(rt: Runtime, view_id: str, product_name: str) -> None:
-    """Hide a revealed key again after the configured number of seconds."""
-    with rt.db.transaction() as session:
-        notifications.queue(
-            session,
-            notifications.MASK_REVEAL,
-            now=rt.clock.now(),
-            delay=timedelta(seconds=rt.reveal_seconds),
-            view_id=view_id,
-            product_name=product_name,
-        )

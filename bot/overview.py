@@ -49,6 +49,9 @@ class RequestCard:
     fallback_why: dict[int, str]  # step -> why it went to IT (empty if it did not)
     created_at: datetime
     waitlist_position: int = 0
+    # Where each approver's card was posted, (step, approver) -> (channel, ts): read with the
+    # card, so updating the cards needs no second query.
+    posted: dict[tuple[int, str], tuple[str, str]] = field(default_factory=dict)
 
     def decision_for(self, step: int) -> DecisionView | None:
         return next((d for d in self.decisions if d.step == step), None)
@@ -85,6 +88,7 @@ def _card(session: Session, req: LicenseRequest) -> RequestCard:
     ]
     approvers: dict[int, list[str]] = {}
     why: dict[int, str] = {}
+    posted: dict[tuple[int, str], tuple[str, str]] = {}
     for row in session.exec(
         select(StepApprover)
         .where(StepApprover.request_id == req.id)
@@ -93,6 +97,8 @@ def _card(session: Session, req: LicenseRequest) -> RequestCard:
         approvers.setdefault(row.step, []).append(row.approver_id)
         if row.why:
             why[row.step] = row.why
+        if row.card_channel and row.card_ts:
+            posted[(row.step, row.approver_id)] = (row.card_channel, row.card_ts)
     return RequestCard(
         id=req.id,
         product=catalog.product_info(session, req.product_id),
@@ -108,6 +114,7 @@ def _card(session: Session, req: LicenseRequest) -> RequestCard:
         fallback_why=why,
         created_at=utc(req.created_at),
         waitlist_position=delivery.waitlist_position(session, req),
+        posted=posted,
     )
 
 

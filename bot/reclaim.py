@@ -1,7 +1,8 @@
 """Asking idle seat holders to give seats back, and taking back the ones nobody answers for.
 
-A seat is idle when its last use (``usage_signal``, else the day it was assigned) is older than
-its product's ``reclaim_after_days``. The daily scan nudges each idle seat once per window
+A seat is idle when its last use (``assignment.last_used_at``, the copy of its holder's
+``usage_signal``; else the day it was assigned) is older than its product's
+``reclaim_after_days``. The daily scan nudges each idle seat once per window
 (``nudged_at``); "Keep" snoozes it for another window and counts as use; "Release" frees it.
 A nudge left unanswered for ``reclaim_grace_days`` is reclaimed on ``auto_reclaim`` products
 and only listed (``reclaimable``) on the others. The scans are SQL queries: their shape does
@@ -24,7 +25,7 @@ from bot import delivery, notifications, seat_events, usage
 from bot.errors import Conflict, NotAllowed
 from bot.runtime import Runtime
 from storage import audit, job_runs
-from storage.models import Assignment, Product, UsageSignal
+from storage.models import Assignment, Product
 
 SYSTEM_ACTOR = "licensebot"
 JOB_ID = "reclaim"
@@ -83,16 +84,26 @@ def day_counts(session: Session, column: Any) -> set[int]:
     return set(session.exec(select(column).distinct()).all())
 
 
-# The joins every seat query here makes: its product, and its last use when one is known.
+# A seat and its product (the seat card). The seat carries its own last use
+# (``last_used_at``, kept in step with usage_signal by bot/usage.py), so no usage join.
 _PRODUCT_OF_SEAT = (Product, col(Product.id) == col(Assignment.product_id))
-_USAGE_OF_SEAT = (
-    UsageSignal,
-    and_(
-        col(UsageSignal.product_id) == col(Assignment.product_id),
-        col(UsageSignal.user_id) == col(Assignment.user_id),
-    ),
-)
-_LAST_USE = func.coalesce(col(UsageSignal.last_used_at), col(Assignment.assigned_at))
+_LAST_USE = func.coalesce(col(Assignment.last_used_at), col(Assignment.assigned_at))
+
+
+def older_than(cutoff: Any) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+    """Last use before ``cutoff``, as two conditions that each read a range of the index
+    ``ix_assignment_product_last_use`` (``coalesce`` would read every seat): used before it,
+    or never used and assigned before it. Run one query per condition and merge."""
+    return (
+        col(Assignment.last_used_at) < cutoff,
+        and_(col(Assignment.last_used_at).is_(None), col(Assignment.assigned_at) < cutoff),
+    )
+
+
+def _products(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
+    """The seat's product meets ``conditions``: an ``IN`` over the few products, so each
+    query reads index ranges of the products' seats rather than joining every seat."""
+    return col(Assignment.product_id).in_(sa_select(col(Product.id)).where(*conditions))
 
 
 def _utc(at: datetime) -> datetime:
@@ -100,17 +111,26 @@ def _utc(at: datetime) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
-def _unanswered(session: Session, now: datetime) -> ColumnElement[bool]:
-    """Nudged at least the grace period ago, not used (nor kept) since, not snoozed."""
-    grace_cutoff = days_before(
-        now, col(Product.reclaim_grace_days), day_counts(session, Product.reclaim_grace_days)
-    )
-    return and_(
-        col(Assignment.nudged_at).is_not(None),
-        col(Assignment.nudged_at) <= grace_cutoff,
-        col(Assignment.nudged_at) > _LAST_USE,  # "Keep" records use, so it counts as an answer
-        or_(col(Assignment.snoozed_until).is_(None), col(Assignment.snoozed_until) <= now),
-    )
+def _not_snoozed(now: datetime) -> ColumnElement[bool]:
+    return or_(col(Assignment.snoozed_until).is_(None), col(Assignment.snoozed_until) <= now)
+
+
+def _unanswered(
+    session: Session, now: datetime, *products: ColumnElement[bool]
+) -> list[ColumnElement[bool]]:
+    """Held seats nudged at least the grace period ago, not used (nor kept) since, not
+    snoozed, on products meeting ``products``: one condition per distinct grace period (a
+    fixed cutoff each, a range of ``ix_assignment_product_nudged``), to query one by one."""
+    return [
+        and_(
+            _products(col(Product.reclaim_grace_days) == days, *products),
+            col(Assignment.released_at).is_(None),
+            col(Assignment.nudged_at) <= now - timedelta(days=days),  # so never NULL
+            col(Assignment.nudged_at) > _LAST_USE,  # "Keep" records use, so it counts as an answer
+            _not_snoozed(now),
+        )
+        for days in sorted(day_counts(session, Product.reclaim_grace_days))
+    ]
 
 
 def scan(session: Session, rt: Runtime, *, now: datetime) -> ReclaimResult:
@@ -121,24 +141,31 @@ def scan(session: Session, rt: Runtime, *, now: datetime) -> ReclaimResult:
 
 
 def _nudge_idle(session: Session, rt: Runtime, *, now: datetime) -> int:
-    window_start = days_before(
-        now, col(Product.reclaim_after_days), day_counts(session, Product.reclaim_after_days)
-    )
-    # One query picks every idle seat; locked so a concurrent scan cannot nudge it again.
-    idle = session.exec(
-        select(Assignment.id, Assignment.user_id, Assignment.product_id, _LAST_USE)
-        .join(*_PRODUCT_OF_SEAT)
-        .outerjoin(*_USAGE_OF_SEAT)
-        .where(
-            col(Assignment.released_at).is_(None),
-            col(Product.active).is_(True),  # a product IT retired is not nudged about
-            window_start > _LAST_USE,
-            or_(col(Assignment.snoozed_until).is_(None), col(Assignment.snoozed_until) <= now),
-            or_(col(Assignment.nudged_at).is_(None), col(Assignment.nudged_at) < window_start),
-        )
-        .order_by(col(Assignment.id))
-        .with_for_update(of=Assignment)
-    ).all()
+    # Per distinct window (a fixed cutoff each) and per half of "last use before it", one
+    # index range query picks the idle seats; locked so a concurrent scan cannot nudge them
+    # again. A handful of statements whatever the number of seats.
+    idle: list[Any] = []
+    for days in sorted(day_counts(session, Product.reclaim_after_days)):
+        window_start = now - timedelta(days=days)
+        for last_use_before in older_than(window_start):
+            idle += session.exec(
+                select(Assignment.id, Assignment.user_id, Assignment.product_id, _LAST_USE)
+                .where(
+                    # A product IT retired is not nudged about.
+                    _products(
+                        col(Product.reclaim_after_days) == days, col(Product.active).is_(True)
+                    ),
+                    col(Assignment.released_at).is_(None),
+                    last_use_before,
+                    _not_snoozed(now),
+                    or_(
+                        col(Assignment.nudged_at).is_(None),
+                        col(Assignment.nudged_at) < window_start,
+                    ),
+                )
+                .with_for_update()
+            ).all()
+    idle.sort(key=lambda row: row[0] or 0)
     ids = [row[0] for row in idle]
     if not ids:
         return 0
@@ -183,18 +210,18 @@ def _chunks(ids: list[int | None]) -> list[list[int | None]]:
 
 
 def _reclaim_unanswered(session: Session, rt: Runtime, *, now: datetime) -> tuple[int, int]:
-    due = session.exec(
-        select(Assignment.id, Assignment.user_id, Assignment.product_id)
-        .join(*_PRODUCT_OF_SEAT)
-        .outerjoin(*_USAGE_OF_SEAT)
-        .where(
-            col(Assignment.released_at).is_(None),
-            col(Product.auto_reclaim).is_(True),
-            _unanswered(session, now),
-        )
-        .order_by(col(Assignment.id))
-        .with_for_update(of=Assignment)
-    ).all()
+    due = sorted(
+        (
+            row
+            for unanswered in _unanswered(session, now, col(Product.auto_reclaim).is_(True))
+            for row in session.exec(
+                select(Assignment.id, Assignment.user_id, Assignment.product_id)
+                .where(unanswered)
+                .with_for_update()
+            ).all()
+        ),
+        key=lambda row: row[0] or 0,
+    )
     if not due:
         return 0, 0
     ids = [row[0] for row in due]
@@ -246,23 +273,20 @@ def reclaimable(rt: Runtime) -> list[Reclaimable]:
     now = rt.clock.now()
     with rt.db.read() as session:
         # Five columns: more than sqlmodel's typed select() takes, so SQLAlchemy's.
-        rows = session.execute(
-            sa_select(
-                col(Assignment.id),
-                col(Assignment.product_id),
-                col(Assignment.user_id),
-                col(Assignment.nudged_at),
-                col(UsageSignal.last_used_at),
-            )
-            .join(*_PRODUCT_OF_SEAT)
-            .outerjoin(*_USAGE_OF_SEAT)
-            .where(
-                col(Assignment.released_at).is_(None),
-                col(Product.auto_reclaim).is_(False),
-                _unanswered(session, now),
-            )
-            .order_by(col(Assignment.product_id), col(Assignment.id))
-        ).all()
+        rows = [
+            row
+            for unanswered in _unanswered(session, now, col(Product.auto_reclaim).is_(False))
+            for row in session.execute(
+                sa_select(
+                    col(Assignment.id),
+                    col(Assignment.product_id),
+                    col(Assignment.user_id),
+                    col(Assignment.nudged_at),
+                    col(Assignment.last_used_at),
+                ).where(unanswered)
+            ).all()
+        ]
+    rows.sort(key=lambda row: (row[1], row[0]))
     result = []
     for assignment_id, product_id, user_id, nudged_at, last_used_at in rows:
         assert assignment_id is not None and nudged_at is not None
@@ -275,14 +299,13 @@ def seat_view(rt: Runtime, assignment_id: int) -> SeatView | None:
     """The seat, released or not: the card of an answered nudge shows the outcome."""
     with rt.db.read() as session:
         found = session.exec(
-            select(Assignment, Product, UsageSignal)
+            select(Assignment, Product)
             .join(*_PRODUCT_OF_SEAT)
-            .outerjoin(*_USAGE_OF_SEAT)
             .where(col(Assignment.id) == assignment_id)
         ).first()
     if found is None:
         return None
-    assignment, product, usage = found
+    assignment, product = found
     assert assignment.id is not None
     return SeatView(
         assignment_id=assignment.id,
@@ -291,7 +314,7 @@ def seat_view(rt: Runtime, assignment_id: int) -> SeatView | None:
         product_name=product.name,
         cost_per_seat=product.cost_per_seat,
         assigned_at=_utc(assignment.assigned_at),
-        last_used_at=_utc(usage.last_used_at) if usage is not None else None,
+        last_used_at=_utc(assignment.last_used_at) if assignment.last_used_at else None,
         reclaim_after_days=product.reclaim_after_days,
         reclaim_grace_days=product.reclaim_grace_days,
         auto_reclaim=product.auto_reclaim,

@@ -33,14 +33,14 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, func, literal, or_, union_all
+from sqlalchemy import Select, and_, case, func, literal, or_, union_all
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from bot import notifications
 from bot.runtime import Runtime
 from storage import audit, job_runs
-from storage.models import Assignment, LicenseRequest, Product, RenewalNotice, UsageSignal
+from storage.models import Assignment, LicenseRequest, Product, RenewalNotice
 
 SYSTEM_ACTOR = "licensebot"
 JOB_ID = "renewals"
@@ -92,21 +92,19 @@ def _count_by_product(session: Session, query: Select[str, int]) -> dict[str, in
 
 def _used(session: Session, ids: list[str], now: datetime) -> dict[str, int]:
     cutoff = now - USED_WITHIN
+    # The seat's copy of its holder's usage signal (bot/usage.py keeps it in step). The test
+    # is in the count, not the WHERE: the held seats of the products are then one range of
+    # ix_assignment_product_last_use, which holds every column read (no table lookups).
+    used_lately = and_(
+        col(Assignment.assigned_at) <= now,
+        or_(col(Assignment.last_used_at) >= cutoff, col(Assignment.assigned_at) >= cutoff),
+    )
     query = (
-        sa_select(col(Assignment.product_id), func.count(func.distinct(col(Assignment.user_id))))
-        .outerjoin(
-            UsageSignal,
-            and_(
-                col(UsageSignal.product_id) == col(Assignment.product_id),
-                col(UsageSignal.user_id) == col(Assignment.user_id),
-            ),
+        sa_select(
+            col(Assignment.product_id),
+            func.count(func.distinct(case((used_lately, col(Assignment.user_id))))),
         )
-        .where(
-            col(Assignment.product_id).in_(ids),
-            col(Assignment.released_at).is_(None),
-            col(Assignment.assigned_at) <= now,
-            or_(col(UsageSignal.last_used_at) >= cutoff, col(Assignment.assigned_at) >= cutoff),
-        )
+        .where(col(Assignment.product_id).in_(ids), col(Assignment.released_at).is_(None))
         .group_by(col(Assignment.product_id))
     )
     return _count_by_product(session, query)
@@ -128,25 +126,34 @@ def _held(session: Session, ids: list[str], at: datetime) -> dict[str, int]:
 
 def _peak(session: Session, ids: list[str], now: datetime) -> dict[str, int]:
     """Most seats held at once in the last 90 days: the level when the window opened, or the
-    running count (+1 per assignment, -1 per release, over all history) at any event inside it."""
+    level at any assignment or release event inside it.
+
+    The level at an event is the level at the window's start plus the running count (+1 per
+    assignment, -1 per release) of the events since then, so only the window's events are
+    read (index ranges on (product_id, assigned_at) and (product_id, released_at)), not every
+    seat the product ever had."""
     start = now - PEAK_WITHIN
     events = union_all(
         sa_select(
             col(Assignment.product_id).label("product_id"),
             col(Assignment.assigned_at).label("at"),
             literal(1).label("delta"),
-        ).where(col(Assignment.product_id).in_(ids), col(Assignment.assigned_at) <= now),
+        ).where(
+            col(Assignment.product_id).in_(ids),
+            col(Assignment.assigned_at) > start,
+            col(Assignment.assigned_at) <= now,
+        ),
         sa_select(
             col(Assignment.product_id).label("product_id"),
             col(Assignment.released_at).label("at"),
             literal(-1).label("delta"),
         ).where(
             col(Assignment.product_id).in_(ids),
-            col(Assignment.released_at).is_not(None),
+            col(Assignment.released_at) > start,
             col(Assignment.released_at) <= now,
         ),
     ).subquery("seat_event")
-    held = (
+    change = (
         func.sum(events.c.delta)
         .over(
             partition_by=events.c.product_id,
@@ -154,17 +161,15 @@ def _peak(session: Session, ids: list[str], now: datetime) -> dict[str, int]:
             order_by=(events.c.at, events.c.delta),
             rows=(None, 0),
         )
-        .label("held")
+        .label("change")
     )
-    running = sa_select(events.c.product_id, events.c.at, held).subquery("running")
-    query = (
-        sa_select(running.c.product_id, func.max(running.c.held))
-        .where(running.c.at > start)
-        .group_by(running.c.product_id)
+    running = sa_select(events.c.product_id, change).subquery("running")
+    rise = _count_by_product(
+        session,
+        sa_select(running.c.product_id, func.max(running.c.change)).group_by(running.c.product_id),
     )
-    inside = _count_by_product(session, query)
     at_start = _held(session, ids, start)
-    return {pid: max(inside.get(pid, 0), at_start.get(pid, 0)) for pid in ids}
+    return {pid: at_start.get(pid, 0) + max(rise.get(pid, 0), 0) for pid in ids}
 
 
 def _waitlist(session: Session, ids: list[str]) -> dict[str, int]:

@@ -123,7 +123,7 @@ def _submit(
         session.add(req)
         session.flush()
         assert req.id is not None
-        audit.append(
+        audit.defer(
             session,
             rt.audit_keys,
             at=now,
@@ -255,7 +255,7 @@ def close_cancelled(
     details: dict[str, object] = {"product": req.product_id}
     if reason:
         details["reason"] = reason
-    audit.append(
+    audit.defer(
         session,
         rt.audit_keys,
         at=now,

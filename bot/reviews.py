@@ -49,7 +49,6 @@ from storage.models import (
     Assignment,
     Person,
     Product,
-    UsageSignal,
 )
 
 SYSTEM_ACTOR = "licensebot"
@@ -762,7 +761,7 @@ def card(rt: Runtime, review_id: int, part: int) -> ReviewCard | None:
                 col(AccessReviewItem.user_id),
                 col(Person.name),
                 col(Assignment.assigned_at),
-                col(UsageSignal.last_used_at),
+                col(Assignment.last_used_at),
                 col(AccessReviewItem.decision),
                 col(AccessReviewItem.decided_by),
                 col(AccessReviewItem.decided_at),
@@ -771,13 +770,6 @@ def card(rt: Runtime, review_id: int, part: int) -> ReviewCard | None:
             )
             .join(*_SEAT_OF_ITEM)
             .outerjoin(Person, col(Person.slack_user_id) == col(AccessReviewItem.user_id))
-            .outerjoin(
-                UsageSignal,
-                and_(
-                    col(UsageSignal.product_id) == col(Assignment.product_id),
-                    col(UsageSignal.user_id) == col(Assignment.user_id),
-                ),
-            )
             .where(col(AccessReviewItem.review_id) == review_id)
             .order_by(col(AccessReviewItem.assignment_id))
             .offset(part * HOLDERS_PER_CARD)

@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
-from bot import grants, seat_alerts
+from bot import grants, seat_alerts, usage
 from bot.csv_rows import data_records
 from bot.delivery import seats_taken
 from bot.directory import control_character_problem
@@ -113,6 +113,8 @@ def import_seats(rt: Runtime, text: str, *, actor: str, source: str = "input") -
                 )
             )
         session.flush()
+        # Each new seat starts with its holder's last known use (one UPDATE per batch).
+        usage.copy_to_seats(session, sorted({(r.product_id, r.user_id) for r in fresh}))
         result = SeatsImportResult(
             added=len(fresh), already_held=len(rows) - len(fresh), keys=len(key_ids)
         )

@@ -111,6 +111,7 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 3000) -> N
             signing_secret=secret,
             api_url=settings.slack_api_url,
             api_token=settings.api_token,
+            dispatch_workers=settings.licensebot_dispatch_workers,
         )
         server = BotServer(bot, host=host, port=port)
         jobs = Scheduler(rt)

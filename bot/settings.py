@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
-from pydantic import SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import ConfigError
@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     licensebot_it_channel: str | None = None
     licensebot_admins: str = ""
     licensebot_reveal_seconds: int = 300
+    # Threads delivering the outbox to Slack (and webhooks) at once; 1 sends one at a time.
+    licensebot_dispatch_workers: int = Field(default=4, ge=1, le=32)
     # Bearer token for POST /api/usage; unset means the API is off (it answers 404).
     licensebot_api_token: SecretStr | None = None
     # Schedules: crontab fields (minute hour day month day_of_week) in LICENSEBOT_TIMEZONE.

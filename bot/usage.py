@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
@@ -26,7 +26,7 @@ from bot.directory import control_character_problem, looks_like_user_id, quoted
 from bot.errors import InputError
 from bot.runtime import Runtime
 from storage import audit
-from storage.models import Person, Product, UsageSignal
+from storage.models import Assignment, Person, Product, UsageSignal
 
 USER_COLUMNS = ("slack_user_id", "email")
 _MAX_REPORTED = 20
@@ -167,7 +167,46 @@ def upsert_signals(
             where=table.c.last_used_at < stmt.excluded.last_used_at,
         )
         session.execute(stmt, newer[start : start + _BATCH])
+    copy_to_seats(session, [(str(r["product_id"]), str(r["user_id"])) for r in newer])
     return len(newer)
+
+
+def copy_to_seats(session: Session, keys: Sequence[tuple[str, str]]) -> None:
+    """Bring the held seats of these (product_id, user_id) pairs in step with their signals.
+
+    ``assignment.last_used_at`` is a copy of the holder's ``usage_signal.last_used_at`` (the
+    seat scans read it without a join). One UPDATE per batch of pairs, reading the stored
+    signal, so the seat gets exactly what the signal holds, never an older value than it.
+    """
+    seat = Assignment.__table__  # type: ignore[attr-defined]  # SQLModel sets it at runtime
+    signal = UsageSignal.__table__  # type: ignore[attr-defined]  # SQLModel sets it at runtime
+    latest = (
+        select(signal.c.last_used_at)
+        .where(signal.c.product_id == seat.c.product_id, signal.c.user_id == seat.c.user_id)
+        .scalar_subquery()
+    )
+    for start in range(0, len(keys), _BATCH):
+        chunk = sorted(keys[start : start + _BATCH])  # the same lock order as the upsert
+        session.execute(
+            update(seat)
+            .where(
+                seat.c.released_at.is_(None),
+                tuple_(seat.c.product_id, seat.c.user_id).in_(chunk),
+            )
+            .values(last_used_at=latest)
+        )
+
+
+def last_use(session: Session, product_id: str, user_id: str) -> datetime | None:
+    """The person's last known use of the product: what a seat assigned to them now starts
+    with (``assignment.last_used_at``)."""
+    table = UsageSignal.__table__  # type: ignore[attr-defined]  # SQLModel sets it at runtime
+    found: datetime | None = session.execute(
+        select(table.c.last_used_at).where(
+            table.c.product_id == product_id, table.c.user_id == user_id
+        )
+    ).scalar_one_or_none()
+    return found
 
 
 def record_signal(

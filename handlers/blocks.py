@@ -1406,7 +1406,10 @@ def reveal_modal(key: RevealedKey, *, hide_after_seconds: int) -> dict[str, Any]
             block_id="notice",
         ),
     ]
-    return _modal("Your license key", blocks, callback_id=ids.VIEW_REVEAL, close="Done")
+    view = _modal("Your license key", blocks, callback_id=ids.VIEW_REVEAL, close="Done")
+    if key.view_ref:  # hiding it again finds the modal by this (bot/delivery.py reveal_key)
+        view["external_id"] = key.view_ref
+    return view
 
 
 def masked_reveal_modal(product_name: str) -> dict[str, Any]:

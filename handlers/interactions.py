@@ -181,7 +181,8 @@ def handle_action_reveal(
         return
     try:
         # The key goes only into a modal: visible to its holder alone, never in history.
-        response = client.views_open(
+        # Hiding it again is already queued (reveal_key), under the modal's external_id.
+        client.views_open(
             trigger_id=trigger_id,
             view=blocks.reveal_modal(revealed, hide_after_seconds=rt.reveal_seconds),
         )
@@ -189,7 +190,6 @@ def handle_action_reveal(
         log.warning("event=views_open_failed error=%s", exc.response.get("error"))
         _refuse(rt, body, clicker, NO_REVEAL)
         return
-    home.schedule_mask(rt, response["view"]["id"], revealed.product_name)
 
 
 def _message_ref(body: dict[str, Any]) -> tuple[str, str] | None:

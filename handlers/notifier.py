@@ -175,9 +175,11 @@ class SlackNotifier:
             self._tell_it(blocks.webhook_failed(webhooks.failure_view(self._rt, p)))
             return
         if kind == notifications.MASK_REVEAL:
-            self._client.views_update(
-                view_id=p["view_id"], view=blocks.masked_reveal_modal(p["product_name"])
-            )
+            view = blocks.masked_reveal_modal(p["product_name"])
+            if "view_ref" in p:  # the modal's external_id (bot/delivery.py reveal_key)
+                self._client.views_update(external_id=p["view_ref"], view=view)
+            else:  # rows queued before external_ids, by the modal's view ID
+                self._client.views_update(view_id=p["view_id"], view=view)
             return
         if kind == notifications.IT_SEAT_ALERT:
             self._tell_it(blocks.it_seat_alert(_seat_count(p), previous=str(p["previous"])))
@@ -388,17 +390,11 @@ class SlackNotifier:
 
     def _approval_card(self, card: overview.RequestCard, step: int, approver: str) -> None:
         # A redelivery after a crash updates the card already posted instead of posting twice.
-        posted = next(
-            (
-                row
-                for row in approvals.step_cards(self._rt, request_id=card.id, step=step)
-                if row.approver_id == approver and row.ts
-            ),
-            None,
-        )
+        posted = card.posted.get((step, approver))
         text, body = blocks.approval_card(card, step=step)
-        if posted is not None and posted.channel and posted.ts:
-            self._client.chat_update(channel=posted.channel, ts=posted.ts, text=text, blocks=body)
+        if posted is not None:
+            channel, ts = posted
+            self._client.chat_update(channel=channel, ts=ts, text=text, blocks=body)
             return
         sent = self._post(approver, (text, body))
         approvals.record_card(
@@ -412,9 +408,9 @@ class SlackNotifier:
 
     def _close_step(self, card: overview.RequestCard, step: int) -> None:
         text, body = blocks.approval_card(card, step=step)
-        for row in approvals.step_cards(self._rt, request_id=card.id, step=step):
-            if row.channel and row.ts:
-                self._client.chat_update(channel=row.channel, ts=row.ts, text=text, blocks=body)
+        for (card_step, _), (channel, ts) in sorted(card.posted.items()):
+            if card_step == step:
+                self._client.chat_update(channel=channel, ts=ts, text=text, blocks=body)
 
     def _digest_files(self, as_of: datetime) -> None:
         """The digest's full table (CSV) and chart (PNG), shared in the IT channel in one

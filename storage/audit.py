@@ -172,6 +172,7 @@ def append(
     subject: str,
     details: dict[str, Any] | None = None,
 ) -> AuditEntry:
+    write_deferred(session)  # entries deferred earlier in this transaction come first
     head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one()
     details = details or {}
     body = canonical(details)
@@ -226,6 +227,11 @@ def append_many(session: Session, signer: AuditSigner, events: Sequence[Event]) 
     head update for the whole batch (a 10,000-seat reclaim scan writes 10,000 entries).
 
     Returns the ID of the last entry (the head's ``last_id``)."""
+    write_deferred(session)  # entries deferred earlier in this transaction come first
+    return _append_many(session, signer, events)
+
+
+def _append_many(session: Session, signer: AuditSigner, events: Sequence[Event]) -> int:
     head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one()
     if not events:
         return head.last_id
@@ -271,6 +277,44 @@ def append_many(session: Session, signer: AuditSigner, events: Sequence[Event]) 
     session.add(head)
     session.flush()
     return seq
+
+
+DEFERRED = "licensebot.audit.deferred"
+
+
+def defer(
+    session: Session,
+    signer: AuditSigner,
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    subject: str,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """``append``, but written with the transaction's other deferred entries in one
+    ``append_many``: when the transaction commits (``Database.transaction`` calls
+    ``write_deferred``), or first thing in a later ``append``/``append_many``, so the chain's
+    order is always the order of the calls. A click that writes three entries then takes the
+    head once, inserts once and updates the head once, instead of three times each.
+
+    The head's lock is still taken at the first deferred entry, as ``append`` takes it: code
+    after it may rely on holding it (``seat_alerts.evaluate`` does), and the order in which a
+    transaction takes its locks stays what it was (no new deadlock). SQLite needs no lock
+    here: BEGIN IMMEDIATE already serializes writers."""
+    pending: tuple[AuditSigner, list[Event]] | None = session.info.get(DEFERRED)
+    if pending is None:
+        if session.get_bind().dialect.name != "sqlite":
+            session.exec(select(AuditHead.id).where(AuditHead.id == 1).with_for_update()).one()
+        pending = session.info[DEFERRED] = (signer, [])
+    pending[1].append(Event(at, actor, action, subject, details or {}))
+
+
+def write_deferred(session: Session) -> None:
+    """Append the entries ``defer`` has queued in this session (if any) now."""
+    pending: tuple[AuditSigner, list[Event]] | None = session.info.pop(DEFERRED, None)
+    if pending is not None and pending[1]:
+        _append_many(session, *pending)
 
 
 COMMITTED_EVENTS = "licensebot.audit.events"

@@ -9,7 +9,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Numeric, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, Numeric, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -129,7 +129,33 @@ class LicenseKey(SQLModel, table=True):
 class Assignment(SQLModel, table=True):
     """A seat held by a user; for key products it points at the key handed out."""
 
-    __table_args__ = (UniqueConstraint("key_id", name="uq_assignment_key"),)
+    __table_args__ = (
+        UniqueConstraint("key_id", name="uq_assignment_key"),
+        # Held seats of a product by last use: the reclaim scans and the digest read ranges of
+        # it (last use older than the product's window; never used and assigned before it)
+        # instead of joining a million seats to a million usage signals.
+        Index(
+            "ix_assignment_product_last_use",
+            "product_id",
+            "released_at",
+            "last_used_at",
+            "assigned_at",
+            "user_id",  # with it, the renewal figures' "used lately" reads the index alone
+        ),
+        # Nudged held seats of a product by nudge time: unanswered nudges are a range of it.
+        Index("ix_assignment_product_nudged", "product_id", "released_at", "nudged_at"),
+        # The renewal peak reads only the last 90 days of a product's assignments, and the
+        # seats held at an instant (assigned before it, released after) from the index alone.
+        Index("ix_assignment_product_assigned", "product_id", "assigned_at", "released_at"),
+        # "Given back this week" is a range of release times. Partial: only released seats, so
+        # SQLite (no planner statistics) never takes it for "released_at IS NULL".
+        Index(
+            "ix_assignment_released_at",
+            "released_at",
+            sqlite_where=text("released_at IS NOT NULL"),
+            postgresql_where=text("released_at IS NOT NULL"),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     product_id: str = Field(foreign_key="product.id", index=True, max_length=64)
@@ -138,6 +164,10 @@ class Assignment(SQLModel, table=True):
     key_id: int | None = Field(default=None, foreign_key="license_key.id")
     assigned_at: datetime = _utc()
     released_at: datetime | None = _utc(default=None, nullable=True)
+    # The holder's last use of the product while holding the seat: a copy of their
+    # usage_signal.last_used_at (None: never seen in use), set when the seat is assigned and
+    # moved forward with every signal (bot/usage.py), so seat scans need no join.
+    last_used_at: datetime | None = _utc(default=None, nullable=True)
     release_reason: str = Field(default="", max_length=32)  # released | reclaimed | offboarded
     # Reclaim: the last nudge sent, and "Keep" answers snooze nudges until this time.
     nudged_at: datetime | None = _utc(default=None, nullable=True)

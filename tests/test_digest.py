@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event, insert
-from sqlmodel import select
+from sqlmodel import Session, select
 
-from bot import catalog, digest, digest_chart, jobs
+from bot import catalog, digest, digest_chart, jobs, usage
 from bot.clock import ManualClock
 from bot.runtime import Policy, Runtime
 from storage.models import (
@@ -72,6 +72,17 @@ def signal(product: str, user: str, days_ago: float) -> UsageSignal:
     )
 
 
+def record(session: Session, *signals: UsageSignal) -> None:
+    """Signals through the bot's own upsert, which also moves the held seats' last use."""
+    session.flush()
+    usage.upsert_signals(
+        session,
+        {(u.product_id, u.user_id): u.last_used_at for u in signals},
+        source="csv",
+        now=START,
+    )
+
+
 def request(product: str, user: str, status: str, created_days_ago: float) -> LicenseRequest:
     return LicenseRequest(
         product_id=product,
@@ -110,13 +121,12 @@ def rt(runtime: Runtime) -> Runtime:
                 seat("chat", EMPLOYEE, 100),
             ]
         )
-        s.add_all(
-            [
-                signal("design", MANAGER, 5),
-                signal("design", IT1, 35),
-                signal("chat", EMPLOYEE, 1),
-                signal("chat", ORPHAN, 1),  # a signal without a seat still says data flows
-            ]
+        record(
+            s,
+            signal("design", MANAGER, 5),
+            signal("design", IT1, 35),
+            signal("chat", EMPLOYEE, 1),
+            signal("chat", ORPHAN, 1),  # a signal without a seat still says data flows
         )
         s.add_all(
             [
@@ -202,15 +212,7 @@ def test_a_keep_answer_is_usage(rt: Runtime) -> None:
     # notes had no signal at all; one Keep (a usage signal from source keep) makes its data
     # known, so the other, older seat becomes idle instead of unknown.
     with rt.db.transaction() as s:
-        s.add(
-            UsageSignal(
-                product_id="notes",
-                user_id=MANAGER,
-                last_used_at=ago(1),
-                source="keep",
-                updated_at=START,
-            )
-        )
+        usage.upsert_signals(s, {("notes", MANAGER): ago(1)}, source="keep", now=START)
     notes = figures(digest.report(rt, START))["notes"]
     assert (notes.active, notes.idle, notes.no_data) == (1, 1, 0)
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlmodel import col, select
 
-from bot import catalog, directory, jobs, reclaim, requests
+from bot import catalog, directory, jobs, reclaim, requests, usage
 from bot.clock import ManualClock
 from bot.errors import Conflict, NotAllowed
 from bot.runtime import Runtime
@@ -44,14 +44,8 @@ def rt(runtime: Runtime) -> Runtime:
         actor="test",
     )
     with runtime.db.transaction() as s:
-        s.add(
-            UsageSignal(
-                product_id="design",
-                user_id=MANAGER,
-                last_used_at=START - timedelta(days=5),
-                source="csv",
-                updated_at=START,
-            )
+        usage.upsert_signals(
+            s, {("design", MANAGER): START - timedelta(days=5)}, source="csv", now=START
         )
     return runtime
 
@@ -155,14 +149,11 @@ def test_use_after_the_nudge_is_an_answer(rt: Runtime, clock: ManualClock) -> No
     mine = seat_id(rt, "design", EMPLOYEE)
     with rt.db.transaction() as s:
         reclaim.scan(s, rt, now=clock.now())
-        s.add(
-            UsageSignal(
-                product_id="design",
-                user_id=EMPLOYEE,
-                last_used_at=clock.now() + timedelta(days=1),
-                source="api",
-                updated_at=clock.now(),
-            )
+        usage.upsert_signals(
+            s,
+            {("design", EMPLOYEE): clock.now() + timedelta(days=1)},
+            source="api",
+            now=clock.now(),
         )
     clock.advance(timedelta(days=8))
     with rt.db.transaction() as s:

@@ -8,9 +8,9 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
-from bot import catalog, jobs, renewals
+from bot import catalog, jobs, renewals, usage
 from bot.clock import ManualClock
 from bot.runtime import Runtime
 from storage.models import (
@@ -74,6 +74,17 @@ def used(user: str, days: int, product: str = "design") -> UsageSignal:
         last_used_at=START - timedelta(days=days),
         source="csv",
         updated_at=START,
+    )
+
+
+def record(session: Session, *signals: UsageSignal) -> None:
+    """Signals through the bot's own upsert, which also moves the held seats' last use."""
+    session.flush()
+    usage.upsert_signals(
+        session,
+        {(u.product_id, u.user_id): u.last_used_at for u in signals},
+        source="csv",
+        now=START,
     )
 
 
@@ -159,13 +170,16 @@ def test_the_figures_on_a_crafted_history(rt: Runtime) -> None:
                 seat("UE", 10),  # new: counts as used
                 seat("UF", 100, released=95),  # gone before the 90-day window
                 seat("UG", 50),  # took UB's seat the instant it was released: no overlap
-                used("UA", 10),
-                used("UD", 45),
-                used("UB", 5),  # used lately, but their seat is released: not counted
                 waiting("UW1"),
                 waiting("UW2"),
                 waiting("UP", status="pending"),  # not waiting for a seat yet
             ]
+        )
+        record(
+            s,
+            used("UA", 10),
+            used("UD", 45),
+            used("UB", 5),  # used lately, but their seat is released: not counted
         )
     with rt.db.read() as s:
         figures = renewals.upcoming(s, START)

@@ -130,7 +130,13 @@ def test_a_message_that_crashes_its_renderer_fails_alone(
         notifications.queue(s, notifications.APPROVAL_CARD, now=clock.now(), request_id="x")
     sender.slash(EMPLOYEE, "request figma")
     slack.wait_for(lambda: manager_cards(slack), what="the good message still delivered")
-    with runtime.db.read() as s:
-        broken = s.exec(select(OutboxMessage).where(OutboxMessage.id == 1)).one()
+
+    def broken_row() -> OutboxMessage:
+        with runtime.db.read() as s:
+            return s.exec(select(OutboxMessage).where(OutboxMessage.id == 1)).one()
+
+    # Delivered by another worker, the good message may reach Slack before this is written.
+    slack.wait_for(lambda: broken_row().attempts == 1, what="the broken message's attempt")
+    broken = broken_row()
     assert broken.status == "pending" and broken.attempts == 1
     assert "ValueError" in broken.last_error

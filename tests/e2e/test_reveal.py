@@ -74,3 +74,31 @@ def test_every_reveal_is_audited_and_closing_the_modal_first_is_fine(
 def outbox_rows(runtime: Runtime) -> list[OutboxMessage]:
     with runtime.db.read() as s:
         return list(s.exec(select(OutboxMessage)).all())
+
+
+def test_hiding_the_key_is_queued_with_the_reveal_under_the_modals_external_id(
+    slack: SlackSim, sender: SlackSender, bot: BotServer, runtime: Runtime, clock: ManualClock
+) -> None:
+    approve_sublime(slack, sender)
+    told = slack.wait_for(dm_with(slack, EMPLOYEE, "Reveal key"))
+    sender.click(EMPLOYEE, told, label="Reveal key")
+    modal = slack.wait_for(lambda: slack.open_modal(EMPLOYEE))
+    # One transaction: the mask was queued before Slack named the modal, under its external_id.
+    masks = [m for m in outbox_rows(runtime) if m.kind == "mask_reveal"]
+    assert modal.external_id and [m.payload["view_ref"] for m in masks] == [modal.external_id]
+    assert "view_id" not in masks[0].payload and KEY not in str(masks[0].payload)
+
+    # Slack refusing the modal: the reveal is audited (the key was decrypted), and hiding a
+    # modal that never opened is a no-op, not a failure.
+    sender.close_view(EMPLOYEE, modal)
+    slack.fail_next("views.open", status=200, error="expired_trigger_id")
+    sender.click(EMPLOYEE, told, label="Reveal key")
+    slack.wait_for(ephemeral_to(slack, EMPLOYEE, "click Reveal key again"))
+    clock.advance(timedelta(seconds=runtime.reveal_seconds + 1))
+    bot.bot.dispatcher.wake()
+
+    def masks_done() -> bool:
+        masks = [m for m in outbox_rows(runtime) if m.kind == "mask_reveal"]
+        return len(masks) == 2 and all(m.status == "sent" for m in masks)
+
+    slack.wait_for(masks_done, what="both masks handled")
