@@ -592,10 +592,16 @@ def _infos_query(*, active_only: bool, one: bool) -> Any:
 
 
 def _infos(
-    session: Session, *, active_only: bool, product_id: str | None = None
+    session: Session,
+    *,
+    active_only: bool,
+    product_id: str | None = None,
+    product_ids: Sequence[str] | None = None,
 ) -> list[ProductInfo]:
     stmt = _infos_query(active_only=active_only, one=product_id is not None)
     params = {} if product_id is None else {"product_id": product_id}
+    if product_ids is not None:
+        stmt = stmt.where(col(Product.id).in_(product_ids))
     out = []
     for product, seats_taken, keys_free in session.exec(stmt, params=params).all():
         open_seats = max(product.seats - seats_taken, 0)
@@ -633,6 +639,16 @@ def product_info(session: Session, product_id: str) -> ProductInfo:
     if not found:
         raise UnknownProduct(product_id, [])
     return found[0]
+
+
+def product_infos(session: Session, product_ids: Iterable[str]) -> list[ProductInfo]:
+    """The active products among ``product_ids`` with their seat counts, by ID, inside a
+    caller's transaction: the one place free seats are counted (keys: the lesser of open seats
+    and unassigned keys)."""
+    ids = sorted(set(product_ids))
+    if len(ids) == 1:  # the common case (one hand-out): counts for that product only
+        return _infos(session, active_only=True, product_id=ids[0])
+    return _infos(session, active_only=True, product_ids=ids) if ids else []
 
 
 def list_products(rt: Runtime, *, active_only: bool = True) -> list[ProductInfo]:

@@ -26,3 +26,9 @@ class ManualClock:
 
     def advance(self, delta: timedelta) -> None:
         self._now += delta
+
+
+def utc(at: datetime) -> datetime:
+    """A stored time as an aware UTC datetime: SQLite hands back naive ones, and every stored
+    time is UTC."""
+    return at if at.tzinfo else at.replace(tzinfo=UTC)

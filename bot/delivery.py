@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, func
+from sqlalchemy import exists, func, update
 from sqlmodel import Session, col, select
 
 from bot import grants, notifications, seat_alerts, seat_events, usage
 from bot.errors import InputError, NotAllowed, VaultError
 from bot.runtime import Runtime
 from storage import audit
+from storage.db import in_slices
 from storage.models import Assignment, LicenseKey, LicenseRequest, Product
 from storage.vault import VaultKeyError
 
@@ -133,6 +135,52 @@ def assign_waitlisted(session: Session, rt: Runtime, product_id: str, *, now: da
         if not _assign(session, rt, product, req, now=now):
             break
         served += 1
+    return served
+
+
+def release_seats(
+    session: Session,
+    rt: Runtime,
+    seats: Sequence[tuple[int | None, str, str]],
+    *,
+    reason: str,
+    action: str,
+    notify: str,
+    now: datetime,
+) -> int:
+    """Give back many seats at once (a job's reclaim or expiry): ``seats`` are (assignment ID,
+    holder, product), already locked by the caller. Each is released with ``reason``, audited
+    as ``action``, its holder told with ``notify``, and the people waiting served, per product.
+    Returns how many waitlisted requests got a seat."""
+    ids = [seat[0] for seat in seats]
+    for ids_slice in in_slices(ids):
+        session.execute(
+            update(Assignment)
+            .where(col(Assignment.id).in_(ids_slice))
+            .values(released_at=now, release_reason=reason)
+        )
+    # Thousands of seats at once: one batch of audit entries and one of outbox rows.
+    audit.append_many(
+        session,
+        rt.audit_keys,
+        [
+            audit.Event(
+                at=now,
+                actor=SYSTEM_ACTOR,
+                action=action,
+                subject=f"user:{user_id}",
+                details={"product": product_id, "assignment": assignment_id},
+            )
+            for assignment_id, user_id, product_id in seats
+        ],
+    )
+    notifications.queue_many(session, notify, [{"assignment_id": i} for i in ids], now=now)
+    for ids_slice in in_slices(ids):
+        released = session.exec(select(Assignment).where(col(Assignment.id).in_(ids_slice)))
+        seat_events.released_many(session, rt, released.all(), now=now)
+    served = 0
+    for product_id in sorted({seat[2] for seat in seats}):  # per product, not per seat
+        served += assign_waitlisted(session, rt, product_id, now=now)
     return served
 
 

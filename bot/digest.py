@@ -34,7 +34,7 @@ import io
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -44,6 +44,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col
 
 from bot import notifications, reclaim, renewals
+from bot.clock import utc
 from bot.runtime import Runtime
 from storage import job_runs
 from storage.models import AccessReview, Assignment, LicenseRequest, Product, UsageSignal
@@ -152,11 +153,6 @@ class Digest:
         )
 
 
-def _utc(at: datetime) -> datetime:
-    # SQLite hands back naive datetimes; every stored time is UTC.
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
-
-
 def build(
     session: Session,
     now: datetime,
@@ -236,7 +232,7 @@ def build(
         .where(col(AccessReview.closed_at).is_(None))
         .group_by(col(AccessReview.product_id))
     ).all()
-    reviews_by_product = {row[0]: (int(row[1]), _utc(row[2])) for row in review_rows}
+    reviews_by_product = {row[0]: (int(row[1]), utc(row[2])) for row in review_rows}
     unanswered = Counter(seat.product_id for seat in reclaimable)
 
     figures: list[ProductFigures] = []
@@ -278,7 +274,7 @@ def build(
         session.execute(sa_select(func.count()).where(*pending_filter)).scalar_one()
     )
     pending_oldest = [
-        PendingApproval(int(rid), pid, names.get(pid, pid), requester, _utc(created))
+        PendingApproval(int(rid), pid, names.get(pid, pid), requester, utc(created))
         for rid, pid, requester, created in session.execute(
             sa_select(
                 col(LicenseRequest.id),

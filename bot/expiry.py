@@ -20,9 +20,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from bot import delivery, notifications, requests, seat_events
+from bot import delivery, notifications, requests
+from bot.clock import utc
 from bot.errors import Conflict, NotAllowed
-from bot.grants import utc
 from bot.runtime import Runtime
 from storage import audit, job_runs
 from storage.models import Assignment, Product
@@ -73,30 +73,15 @@ def _expire(session: Session, rt: Runtime, *, now: datetime) -> tuple[int, int]:
     ).all()
     if not due:
         return 0, 0
-    ids = [row[0] for row in due]
-    session.execute(
-        update(Assignment)
-        .where(col(Assignment.id).in_(ids))
-        .values(released_at=now, release_reason="expired")
+    served = delivery.release_seats(
+        session,
+        rt,
+        due,
+        reason="expired",
+        action="seat.expired",
+        notify=notifications.SEAT_EXPIRED,
+        now=now,
     )
-    for assignment_id, user_id, product_id in due:
-        audit.append(
-            session,
-            rt.audit_keys,
-            at=now,
-            actor=SYSTEM_ACTOR,
-            action="seat.expired",
-            subject=f"user:{user_id}",
-            details={"product": product_id, "assignment": assignment_id},
-        )
-        notifications.queue(
-            session, notifications.SEAT_EXPIRED, now=now, assignment_id=assignment_id
-        )
-    for seat in session.exec(select(Assignment).where(col(Assignment.id).in_(ids))).all():
-        seat_events.released(session, rt, seat, now=now)
-    served = 0
-    for product_id in sorted({row[2] for row in due}):  # per product, not per seat
-        served += delivery.assign_waitlisted(session, rt, product_id, now=now)
     return len(due), served
 
 

@@ -10,21 +10,17 @@ handed out. The daily job that warns and expires seats is ``bot/expiry.py``.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
 from bot import notifications
+from bot.clock import utc
 from bot.runtime import Runtime
 from storage import audit
 from storage.models import Assignment, LicenseRequest, Product
 
 SYSTEM_ACTOR = "licensebot"
-
-
-def utc(at: datetime) -> datetime:
-    # SQLite hands back naive datetimes; every stored time is UTC.
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def expires_at(product: Product, assigned_at: datetime) -> datetime | None:

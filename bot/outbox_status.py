@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlmodel import col, select
 
-from bot.overview import utc
+from bot.clock import utc
 from bot.runtime import Runtime
 from storage import audit
 from storage.models import OutboxMessage

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlmodel import Session, col, select
 
 from bot import catalog, delivery, routing
 from bot.catalog import ProductInfo
+from bot.clock import utc
 from bot.runtime import Runtime
 from storage.models import (
     Assignment,
@@ -17,11 +18,6 @@ from storage.models import (
     Product,
     StepApprover,
 )
-
-
-def utc(at: datetime) -> datetime:
-    # SQLite returns naive datetimes; every stored time is UTC.
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ not change with the number of assignments.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -22,9 +22,11 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
 from bot import delivery, notifications, seat_events, usage
+from bot.clock import utc
 from bot.errors import Conflict, NotAllowed
 from bot.runtime import Runtime
 from storage import audit, job_runs
+from storage.db import in_slices
 from storage.models import Assignment, Product
 
 SYSTEM_ACTOR = "licensebot"
@@ -106,11 +108,6 @@ def _products(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
     return col(Assignment.product_id).in_(sa_select(col(Product.id)).where(*conditions))
 
 
-def _utc(at: datetime) -> datetime:
-    # SQLite hands back naive datetimes; every stored time is UTC.
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
-
-
 def _not_snoozed(now: datetime) -> ColumnElement[bool]:
     return or_(col(Assignment.snoozed_until).is_(None), col(Assignment.snoozed_until) <= now)
 
@@ -169,7 +166,7 @@ def _nudge_idle(session: Session, rt: Runtime, *, now: datetime) -> int:
     ids = [row[0] for row in idle]
     if not ids:
         return 0
-    for chunk in _chunks(ids):
+    for chunk in in_slices(ids):
         session.execute(
             update(Assignment).where(col(Assignment.id).in_(chunk)).values(nudged_at=now)
         )
@@ -186,7 +183,7 @@ def _nudge_idle(session: Session, rt: Runtime, *, now: datetime) -> int:
                 details={
                     "product": product_id,
                     "assignment": assignment_id,
-                    "last_use": _utc(last_use).isoformat()
+                    "last_use": utc(last_use).isoformat()
                     if isinstance(last_use, datetime)
                     else None,
                 },
@@ -198,15 +195,6 @@ def _nudge_idle(session: Session, rt: Runtime, *, now: datetime) -> int:
         session, notifications.RECLAIM_NUDGE, [{"assignment_id": i} for i in ids], now=now
     )
     return len(ids)
-
-
-# Bound parameters per statement: SQLite allows 32,766 (250,000 in some builds), so an
-# ``IN`` list of IDs is sent in slices well below that.
-_IN_CHUNK = 5000
-
-
-def _chunks(ids: list[int | None]) -> list[list[int | None]]:
-    return [ids[i : i + _IN_CHUNK] for i in range(0, len(ids), _IN_CHUNK)]
 
 
 def _reclaim_unanswered(session: Session, rt: Runtime, *, now: datetime) -> tuple[int, int]:
@@ -224,36 +212,15 @@ def _reclaim_unanswered(session: Session, rt: Runtime, *, now: datetime) -> tupl
     )
     if not due:
         return 0, 0
-    ids = [row[0] for row in due]
-    for chunk in _chunks(ids):
-        session.execute(
-            update(Assignment)
-            .where(col(Assignment.id).in_(chunk))
-            .values(released_at=now, release_reason="reclaimed")
-        )
-    audit.append_many(
+    served = delivery.release_seats(
         session,
-        rt.audit_keys,
-        [
-            audit.Event(
-                at=now,
-                actor=SYSTEM_ACTOR,
-                action="seat.reclaimed",
-                subject=f"user:{user_id}",
-                details={"product": product_id, "assignment": assignment_id},
-            )
-            for assignment_id, user_id, product_id in due
-        ],
+        rt,
+        due,
+        reason="reclaimed",
+        action="seat.reclaimed",
+        notify=notifications.SEAT_RECLAIMED,
+        now=now,
     )
-    notifications.queue_many(
-        session, notifications.SEAT_RECLAIMED, [{"assignment_id": i} for i in ids], now=now
-    )
-    for chunk in _chunks(ids):
-        for seat in session.exec(select(Assignment).where(col(Assignment.id).in_(chunk))).all():
-            seat_events.released(session, rt, seat, now=now)
-    served = 0
-    for product_id in sorted({row[2] for row in due}):  # per product, not per seat
-        served += delivery.assign_waitlisted(session, rt, product_id, now=now)
     return len(due), served
 
 
@@ -290,8 +257,8 @@ def reclaimable(rt: Runtime) -> list[Reclaimable]:
     result = []
     for assignment_id, product_id, user_id, nudged_at, last_used_at in rows:
         assert assignment_id is not None and nudged_at is not None
-        last = _utc(last_used_at) if last_used_at is not None else None
-        result.append(Reclaimable(assignment_id, product_id, user_id, _utc(nudged_at), last))
+        last = utc(last_used_at) if last_used_at is not None else None
+        result.append(Reclaimable(assignment_id, product_id, user_id, utc(nudged_at), last))
     return result
 
 
@@ -313,13 +280,13 @@ def seat_view(rt: Runtime, assignment_id: int) -> SeatView | None:
         product_id=product.id,
         product_name=product.name,
         cost_per_seat=product.cost_per_seat,
-        assigned_at=_utc(assignment.assigned_at),
-        last_used_at=_utc(assignment.last_used_at) if assignment.last_used_at else None,
+        assigned_at=utc(assignment.assigned_at),
+        last_used_at=utc(assignment.last_used_at) if assignment.last_used_at else None,
         reclaim_after_days=product.reclaim_after_days,
         reclaim_grace_days=product.reclaim_grace_days,
         auto_reclaim=product.auto_reclaim,
-        snoozed_until=_utc(assignment.snoozed_until) if assignment.snoozed_until else None,
-        released_at=_utc(assignment.released_at) if assignment.released_at else None,
+        snoozed_until=utc(assignment.snoozed_until) if assignment.snoozed_until else None,
+        released_at=utc(assignment.released_at) if assignment.released_at else None,
         release_reason=assignment.release_reason,
     )
 

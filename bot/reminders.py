@@ -25,7 +25,7 @@ runs, or two processes, never remind or escalate the same step twice.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, exists, func, update
@@ -34,6 +34,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
 from bot import notifications, roles
+from bot.clock import utc
 from bot.runtime import Runtime
 from storage import audit
 from storage.models import LicenseRequest, StepApprover
@@ -60,11 +61,6 @@ def hours(delta: timedelta) -> str:
     """``72`` for 72 hours, ``1.5`` for 90 minutes: how the settings are written."""
     value = delta.total_seconds() / 3600
     return f"{value:g}"
-
-
-def _utc(at: datetime) -> datetime:
-    # SQLite hands back naive datetimes; every stored time is UTC.
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def remind(session: Session, rt: Runtime, *, now: datetime) -> int:
@@ -100,7 +96,7 @@ def remind(session: Session, rt: Runtime, *, now: datetime) -> int:
         ],
     )
     for request_id, step, approver_id, product_id, opened in due:
-        opened_at = _utc(opened)
+        opened_at = utc(opened)
         audit.append(
             session,
             rt.audit_keys,

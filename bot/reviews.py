@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, case, func, insert, literal, or_
@@ -39,6 +39,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from bot import catalog, delivery, notifications, roles, routing, seat_events
+from bot.clock import utc
 from bot.errors import AlreadyDecided, Conflict, NotAllowed, UnknownProduct
 from bot.runtime import Runtime
 from storage import audit, job_runs
@@ -157,11 +158,6 @@ class DecideResult:
     served: int  # waitlisted requests given the revoked seat
 
 
-def _utc(at: datetime) -> datetime:
-    # SQLite hands back naive datetimes; every stored time is UTC.
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
-
-
 def _parts(total: int) -> int:
     return max(1, -(-total // HOLDERS_PER_CARD))
 
@@ -252,7 +248,7 @@ def _start(
         if open_review is not None:
             assert open_review.id is not None
             if not supersede:
-                when = _utc(open_review.started_at).strftime("%Y-%m-%d")
+                when = utc(open_review.started_at).strftime("%Y-%m-%d")
                 skipped.append(
                     Skipped(product.id, f"review #{open_review.id} (started {when}) is still open")
                 )
@@ -402,12 +398,12 @@ def decide(
             verb = "kept" if item.decision == "keep" else "revoked"
             raise AlreadyDecided(
                 f"<@{item.user_id}>'s seat was already {verb} by <@{item.decided_by}> on "
-                f"{_utc(item.decided_at).strftime('%Y-%m-%d %H:%M UTC')}; nothing was changed."
+                f"{utc(item.decided_at).strftime('%Y-%m-%d %H:%M UTC')}; nothing was changed."
             )
         if review.closed_at is not None:
             raise AlreadyDecided(
                 f"Access review #{review_id} was closed on "
-                f"{_utc(review.closed_at).strftime('%Y-%m-%d')}; nothing was changed."
+                f"{utc(review.closed_at).strftime('%Y-%m-%d')}; nothing was changed."
             )
         if item.user_id == actor:
             raise NotAllowed("You can't review your own seat; another reviewer must answer for it.")
@@ -593,7 +589,7 @@ def remind_overdue(session: Session, rt: Runtime, *, now: datetime) -> int:
             # Every remaining holder gave the seat back some other way: nothing left to ask.
             _close(session, rt, review, actor=SYSTEM_ACTOR, now=now, outcome="completed")
             continue
-        if review.reminded_at is not None or _utc(review.started_at) > now - REMIND_AFTER:
+        if review.reminded_at is not None or utc(review.started_at) > now - REMIND_AFTER:
             continue
         review.reminded_at = now
         session.add(review)
@@ -702,7 +698,7 @@ def _summaries(
         stmt = stmt.where(col(AccessReview.id) == review_id)
     out = []
     for rid, pid, name, by, started_at, closed_at, total, done in session.execute(stmt).all():
-        started = _utc(started_at)
+        started = utc(started_at)
         out.append(
             ReviewSummary(
                 review_id=rid,
@@ -710,7 +706,7 @@ def _summaries(
                 product_name=name,
                 started_by=by,
                 started_at=started,
-                closed_at=_utc(closed_at) if closed_at else None,
+                closed_at=utc(closed_at) if closed_at else None,
                 total=int(total),
                 answered=int(done or 0),
                 overdue=closed_at is None and started <= now - REMIND_AFTER,
@@ -788,11 +784,11 @@ def card(rt: Runtime, review_id: int, part: int) -> ReviewCard | None:
             assignment_id=aid,
             user_id=uid,
             name=name,
-            assigned_at=_utc(assigned),
-            last_used_at=_utc(used) if used else None,
+            assigned_at=utc(assigned),
+            last_used_at=utc(used) if used else None,
             decision=decision,
             decided_by=by,
-            decided_at=_utc(at) if at else None,
+            decided_at=utc(at) if at else None,
             released=released is not None,
             release_reason=reason,
         )
@@ -804,8 +800,8 @@ def card(rt: Runtime, review_id: int, part: int) -> ReviewCard | None:
         product_id=product.id,
         product_name=product.name,
         started_by=review.started_by,
-        started_at=_utc(review.started_at),
-        closed_at=_utc(review.closed_at) if review.closed_at else None,
+        started_at=utc(review.started_at),
+        closed_at=utc(review.closed_at) if review.closed_at else None,
         why=why,
         part=part,
         parts=_parts(total),

@@ -1,7 +1,7 @@
 """APScheduler inside ``serve``: fixed job IDs in a persistent job store in our database.
 
 APScheduler stores a job as an importable function plus serialisable arguments, so the stored
-job is ``run_job("<id>")``; the runtime it needs is registered here when the scheduler starts.
+job is ``run_job("<id>")``; the runtime it needs is bound to the scheduler's worker threads.
 Missed runs after downtime are coalesced into one.
 """
 
@@ -22,10 +22,9 @@ from bot.runtime import Runtime
 
 log = logging.getLogger("licensebot.jobs")
 
-# Filled by Scheduler.start: the stored jobs name a job ID, this maps it back to a runtime.
-_RUNTIME: list[Runtime] = []
-# Each scheduler's worker threads know their own runtime, so two schedulers in one process
-# (tests standing in for two `serve` processes) each run jobs with their own database engine.
+# The stored jobs name a job ID only; each scheduler's worker threads know their own runtime,
+# so two schedulers in one process (tests standing in for two `serve` processes) each run jobs
+# with their own database engine.
 _THREAD = threading.local()
 
 
@@ -38,7 +37,7 @@ def run_job(job_id: str) -> bool:
 
     True if this run did the period's work, False if another run (or process) had claimed it.
     """
-    rt: Runtime | None = getattr(_THREAD, "runtime", None) or (_RUNTIME[-1] if _RUNTIME else None)
+    rt: Runtime | None = getattr(_THREAD, "runtime", None)
     if rt is None:
         log.error("event=job_skipped job=%s reason=no_runtime", job_id)
         return False
@@ -86,7 +85,6 @@ class Scheduler:
         self._timezone = rt.policy.timezone
 
     def start(self) -> None:
-        _RUNTIME.append(self._rt)
         # Paused while the stored jobs are reconciled with JOBS, so nothing fires half-way.
         self._scheduler.start(paused=True)
         for spec in JOBS.values():
@@ -113,5 +111,3 @@ class Scheduler:
     def stop(self) -> None:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)
-        if self._rt in _RUNTIME:
-            _RUNTIME.remove(self._rt)

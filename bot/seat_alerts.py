@@ -27,10 +27,10 @@ from typing import Any
 from sqlalchemy import exists, func
 from sqlmodel import Session, col, select
 
-from bot import notifications
+from bot import catalog, notifications
 from bot.runtime import Runtime
 from storage import audit
-from storage.models import Assignment, LicenseKey, LicenseRequest, Product, SeatAlert
+from storage.models import LicenseRequest, Product, SeatAlert
 
 SYSTEM_ACTOR = "licensebot"
 OK, LOW, EXHAUSTED = "ok", "low", "exhausted"
@@ -64,58 +64,33 @@ def state_of(*, waiting: int, free: int, min_free_seats: int) -> str:
 
 def counts(session: Session, product_ids: Iterable[str]) -> list[SeatCount]:
     """The seat counts of the active products among ``product_ids``, in SQL aggregates."""
-    ids = sorted(set(product_ids))
-    if not ids:
+    infos = catalog.product_infos(session, product_ids)
+    if not infos:
         return []
-    taken = dict(
-        session.exec(
-            select(Assignment.product_id, func.count())
-            .where(col(Assignment.product_id).in_(ids), col(Assignment.released_at).is_(None))
-            .group_by(col(Assignment.product_id))
-        ).all()
-    )
-    # A key is free when no assignment has ever pointed at it (as catalog and delivery count).
-    free_keys = dict(
-        session.exec(
-            select(LicenseKey.product_id, func.count())
-            .where(
-                col(LicenseKey.product_id).in_(ids),
-                ~exists().where(col(Assignment.key_id) == col(LicenseKey.id)),
-            )
-            .group_by(col(LicenseKey.product_id))
-        ).all()
-    )
     waiting = dict(
         session.exec(
             select(LicenseRequest.product_id, func.count())
             .where(
-                col(LicenseRequest.product_id).in_(ids),
+                col(LicenseRequest.product_id).in_([info.id for info in infos]),
                 LicenseRequest.status == "waitlisted",
             )
             .group_by(col(LicenseRequest.product_id))
         ).all()
     )
     result = []
-    products = session.exec(
-        select(Product).where(col(Product.id).in_(ids), col(Product.active).is_(True))
-    ).all()
-    for product in sorted(products, key=lambda p: p.id):
-        held = int(taken.get(product.id, 0))
-        free = max(product.seats - held, 0)
-        if product.delivery == "key":
-            free = min(free, int(free_keys.get(product.id, 0)))
-        queued = int(waiting.get(product.id, 0))
-        served = min(free, queued)
+    for info in infos:
+        queued = int(waiting.get(info.id, 0))
+        served = min(info.seats_left, queued)
         result.append(
             SeatCount(
-                product_id=product.id,
-                product_name=product.name,
-                delivery=product.delivery,
-                seats=product.seats,
-                taken=held + served,
-                free=free - served,
+                product_id=info.id,
+                product_name=info.name,
+                delivery=info.delivery,
+                seats=info.seats,
+                taken=info.seats_taken + served,
+                free=info.seats_left - served,
                 waiting=queued - served,
-                min_free_seats=product.min_free_seats,
+                min_free_seats=info.min_free_seats,
             )
         )
     return result

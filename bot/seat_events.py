@@ -8,6 +8,7 @@ one path.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from sqlmodel import Session
@@ -25,5 +26,14 @@ def assigned(session: Session, rt: Runtime, assignment: Assignment, *, now: date
 
 def released(session: Session, rt: Runtime, assignment: Assignment, *, now: datetime) -> None:
     """``assignment`` was just released (``released_at`` and ``release_reason`` are set)."""
-    webhooks.queue_event(session, assignment, webhooks.RELEASED, now=now)
-    seat_alerts.evaluate(session, rt, {assignment.product_id}, now=now)
+    released_many(session, rt, [assignment], now=now)
+
+
+def released_many(
+    session: Session, rt: Runtime, assignments: Iterable[Assignment], *, now: datetime
+) -> None:
+    """``released`` for a batch (a job's reclaim or expiry): one webhook event per seat, and
+    the seat alerts of the products concerned evaluated once, not once per seat."""
+    seats = list(assignments)
+    webhooks.queue_events(session, seats, webhooks.RELEASED, now=now)
+    seat_alerts.evaluate(session, rt, {seat.product_id for seat in seats}, now=now)

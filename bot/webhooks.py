@@ -25,13 +25,14 @@ import json
 import logging
 import math
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from bot import notifications
 from bot.notifications import DeliveryFailed, Notifier
@@ -81,19 +82,39 @@ def host_of(url: str) -> str:
 
 def queue_event(session: Session, assignment: Assignment, event: str, *, now: datetime) -> None:
     """Queue the event for ``assignment`` if its product has a webhook (seat products only)."""
-    product = session.get(Product, assignment.product_id)
-    if product is None or product.delivery != "seat" or not product.provision_webhook:
+    queue_events(session, [assignment], event, now=now)
+
+
+def queue_events(
+    session: Session, assignments: Sequence[Assignment], event: str, *, now: datetime
+) -> None:
+    """``queue_event`` for many seats, with one look at their products."""
+    products = {a.product_id for a in assignments}
+    if not products:
         return
-    notifications.queue(
-        session,
-        notifications.PROVISION_WEBHOOK,
-        now=now,
-        assignment_id=assignment.id,
-        event=event,
-        # Fixed when queued: every retry of this event carries the same id (receivers dedupe).
-        delivery_id=uuid.uuid4().hex,
-        at=now.isoformat(),
+    hooked = set(
+        session.exec(
+            select(Product.id).where(
+                col(Product.id).in_(sorted(products)),
+                Product.delivery == "seat",
+                col(Product.provision_webhook).is_not(None),
+                Product.provision_webhook != "",
+            )
+        ).all()
     )
+    for assignment in assignments:
+        if assignment.product_id not in hooked:
+            continue
+        notifications.queue(
+            session,
+            notifications.PROVISION_WEBHOOK,
+            now=now,
+            assignment_id=assignment.id,
+            event=event,
+            # Fixed when queued: every retry of this event carries the same id (receivers dedupe).
+            delivery_id=uuid.uuid4().hex,
+            at=now.isoformat(),
+        )
 
 
 @dataclass(frozen=True)

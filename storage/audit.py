@@ -172,42 +172,10 @@ def append(
     subject: str,
     details: dict[str, Any] | None = None,
 ) -> AuditEntry:
+    """Append one entry to the chain; returns a copy of what was written."""
     write_deferred(session)  # entries deferred earlier in this transaction come first
-    head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one()
-    details = details or {}
-    body = canonical(details)
-    seq = head.last_id + 1
-    digest = entry_hash(
-        prev_hash=head.hash,
-        seq=seq,
-        at=at,
-        actor=actor,
-        action=action,
-        subject=subject,
-        details=body,
-    )
-    kid, mac = signer.sign(digest)
-    entry = AuditEntry(
-        id=seq,
-        at=at,
-        actor=actor,
-        action=action,
-        subject=subject,
-        details=body,
-        prev_hash=head.hash,
-        hash=digest,
-        key_id=kid,
-        mac=mac,
-        product_id=product_of(details),
-    )
-    session.add(entry)
-    head.last_id = seq
-    head.hash = digest
-    session.add(head)
-    session.flush()
-    # Logged by Database.transaction once the transaction commits (never for a rollback).
-    session.info.setdefault(COMMITTED_EVENTS, []).append(_log_line(entry, details or {}))
-    return entry
+    event = Event(at=at, actor=actor, action=action, subject=subject, details=details or {})
+    return AuditEntry(**_append_rows(session, signer, [event])[-1])
 
 
 @dataclass(frozen=True)
@@ -228,13 +196,21 @@ def append_many(session: Session, signer: AuditSigner, events: Sequence[Event]) 
 
     Returns the ID of the last entry (the head's ``last_id``)."""
     write_deferred(session)  # entries deferred earlier in this transaction come first
-    return _append_many(session, signer, events)
+    rows = _append_rows(session, signer, events)
+    if rows:
+        return int(rows[-1]["id"])
+    head = session.exec(select(AuditHead).where(AuditHead.id == 1)).one()
+    return head.last_id
 
 
-def _append_many(session: Session, signer: AuditSigner, events: Sequence[Event]) -> int:
+def _append_rows(
+    session: Session, signer: AuditSigner, events: Sequence[Event]
+) -> list[dict[str, Any]]:
+    """The one writer of the chain: lock the head, hash, sign and insert ``events`` in order;
+    returns the rows written."""
     head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one()
     if not events:
-        return head.last_id
+        return []
     # Anything pending goes first, as with append (which flushes each entry in turn).
     session.flush()
     rows: list[dict[str, Any]] = []
@@ -276,7 +252,7 @@ def _append_many(session: Session, signer: AuditSigner, events: Sequence[Event])
     head.hash = prev
     session.add(head)
     session.flush()
-    return seq
+    return rows
 
 
 DEFERRED = "licensebot.audit.deferred"
@@ -314,16 +290,12 @@ def write_deferred(session: Session) -> None:
     """Append the entries ``defer`` has queued in this session (if any) now."""
     pending: tuple[AuditSigner, list[Event]] | None = session.info.pop(DEFERRED, None)
     if pending is not None and pending[1]:
-        _append_many(session, *pending)
+        _append_rows(session, *pending)
 
 
 COMMITTED_EVENTS = "licensebot.audit.events"
 # Details worth a log line; free text (justifications, reasons) stays in the audit log only.
 _LOGGED_DETAILS = ("product", "step", "for", "assignment", "request", "role", "added", "rotated")
-
-
-def _log_line(entry: AuditEntry, details: dict[str, Any]) -> str:
-    return _event_line(entry.id, entry.action, entry.actor, entry.subject, details)
 
 
 def _event_line(

@@ -7,10 +7,10 @@ a stale snapshot half-way; PostgreSQL uses row locks (``with_for_update``) where
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -20,7 +20,12 @@ from sqlmodel import Session
 
 from storage.audit import COMMITTED_EVENTS, write_deferred
 
+T = TypeVar("T")
+
 MIGRATIONS = Path(__file__).with_name("migrations")
+# Bound parameters per statement: SQLite allows 32,766 (250,000 in some builds), so an ``IN``
+# list of IDs is sent in slices well below that.
+IN_SLICE = 5000
 # The PostgreSQL advisory lock key that serializes schema upgrades (any fixed 64-bit number).
 MIGRATION_LOCK = 0x6C6963656E7365  # "license"
 log = logging.getLogger("licensebot.events")
@@ -156,3 +161,8 @@ def sqlite_path(url: str) -> Path | None:
     ):
         return None
     return Path(parsed.database)
+
+
+def in_slices(ids: Sequence[T]) -> list[Sequence[T]]:
+    """``ids`` cut into slices small enough for one ``IN (...)`` on every database."""
+    return [ids[i : i + IN_SLICE] for i in range(0, len(ids), IN_SLICE)]

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from sqlalchemy import event
 from sqlmodel import col, select
 
 from bot import catalog, directory, jobs, reclaim, requests, usage
@@ -229,3 +233,58 @@ def test_a_scan_audits_each_nudge_in_one_verifiable_chain(rt: Runtime, clock: Ma
     assert json.loads(entries[0].details)["last_use"] == day(40)
     assert [m.payload for m in outbox] == [{"assignment_id": i} for i in idle]
     assert all(m.status == "pending" and m.attempts == 0 for m in outbox)
+
+
+# -- scale: the scans' statements do not grow with the number of seats ------------------------
+
+
+@contextmanager
+def counted_statements(rt: Runtime) -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(rt.db.engine, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        event.remove(rt.db.engine, "before_cursor_execute", count)
+
+
+def scans_of(runtime: Runtime, clock: ManualClock, holders: int, name: str) -> tuple[int, int]:
+    """Statements of the scan that nudges ``holders`` idle seats, and of the one that reclaims
+    them after the grace period."""
+    catalog.load_catalog(
+        runtime,
+        f"products:\n  - {{id: {name}, name: Bulk, delivery: seat, seats: 100, approval: [],"
+        " reclaim_after_days: 30, reclaim_grace_days: 7, auto_reclaim: true}\n",
+        actor="test",
+    )
+    people = [f"U{name.upper()}{n:04d}" for n in range(holders)]
+    directory.import_directory(
+        runtime,
+        "slack_user_id,email,name,manager_slack_user_id,department\n"
+        + "".join(f"{u},{u.lower()}@example.com,Bulk {n},,Ops\n" for n, u in enumerate(people)),
+        actor="test",
+    )
+    import_seats(
+        runtime,
+        "product_id,slack_user_id,assigned_at\n"
+        + "".join(f"{name},{u},{clock.now() - timedelta(days=40)}\n" for u in people),
+        actor="test",
+    )
+    with counted_statements(runtime) as nudging, runtime.db.transaction() as s:
+        assert reclaim.scan(s, runtime, now=clock.now()).nudged == holders
+    clock.advance(timedelta(days=8))
+    with counted_statements(runtime) as reclaiming, runtime.db.transaction() as s:
+        assert reclaim.scan(s, runtime, now=clock.now()).reclaimed == holders
+    return len(nudging), len(reclaiming)
+
+
+def test_the_scans_issue_the_same_statements_for_3_or_40_seats(
+    runtime: Runtime, clock: ManualClock
+) -> None:
+    few = scans_of(runtime, clock, 3, "few")
+    more = scans_of(runtime, clock, 40, "more")
+    assert few == more, (few, more)
