@@ -51,7 +51,9 @@ def run(ctx: Context) -> list[Figure]:
         try:
             serving.seed(rt, teams=teams, tools=2 * ctx.repeat, holders=holders)
             with (
-                serving.bot_process(env, sim, ctx.workdir / "ack-bot.log") as bot,
+                serving.bot_process(
+                    env, sim, ctx.workdir / "ack-bot.log", deploy=ctx.deploy
+                ) as bot,
                 serving.bare_process(ctx.workdir / "ack-bare.log") as bare,
             ):
                 serving.wait_for_outbox(rt)

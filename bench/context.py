@@ -11,6 +11,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 SIZES = ("tiny", "full")
+DEPLOYS = ("single", "split")
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,9 @@ class Context:
     size: str  # "full" is what the targets are about; "tiny" only proves the benchmark runs
     repeat: int
     workdir: Path
+    # "single": one ``licensebot serve`` does everything; "split": the load goes to a
+    # ``serve --role web`` process and a second, ``--role all``, delivers and schedules.
+    deploy: str = "single"
 
     @property
     def tiny(self) -> bool:

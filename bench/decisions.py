@@ -223,7 +223,9 @@ def run(ctx: Context) -> list[Figure]:
                     conn.execute(sa.select(key_t.c.id).order_by(key_t.c.id.desc())).scalars()
                 )
             build = serving.Requests(sim)
-            with serving.bot_process(env, sim, ctx.workdir / "decisions-bot.log") as bot:
+            with serving.bot_process(
+                env, sim, ctx.workdir / "decisions-bot.log", deploy=ctx.deploy
+            ) as bot:
                 for r in range(ctx.repeat):
                     chunk = seeded.pending[2 * r * per_run : 2 * (r + 1) * per_run]
                     clicks, raws = chunk[::2], chunk[1::2]

@@ -34,7 +34,9 @@ def run(ctx: Context) -> list[Figure]:
         sim = serving.slack_sim(teams)
         try:
             serving.seed(rt, teams=teams, tools=0, holders=0)
-            with serving.bot_process(env, sim, ctx.workdir / "endtoend-bot.log") as bot:
+            with serving.bot_process(
+                env, sim, ctx.workdir / "endtoend-bot.log", deploy=ctx.deploy
+            ) as bot:
                 serving.wait_for_outbox(rt)
                 seeded = serving.seeded(rt, teams)
                 build = serving.Requests(sim)

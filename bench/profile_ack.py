@@ -86,6 +86,28 @@ def _time(
     return times
 
 
+def _print_statements(
+    engine: sa.Engine, app: WSGI, bodies: dict[str, list[Callable[[], serving.Body]]]
+) -> None:
+    """The statements one request of each kind sends (its last one: caches are warm)."""
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(" ".join(statement.split())[:160])
+
+    for kind in KINDS:
+        make = bodies[kind].pop()
+        sa.event.listen(engine, "before_cursor_execute", record)
+        try:
+            _call(app, make())
+        finally:
+            sa.event.remove(engine, "before_cursor_execute", record)
+        print(f"-- {kind}: {len(seen)} statements")
+        for line in seen:
+            print("   ", line)
+        seen.clear()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.profile_ack")
     parser.add_argument("--count", type=int, default=200, help="requests per kind")
@@ -94,6 +116,9 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--sort", default="cumulative", help="a pstats sort key, e.g. tottime")
     parser.add_argument("--callees", help="also print what this function calls")
+    parser.add_argument(
+        "--statements", action="store_true", help="print the SQL of one request of each kind"
+    )
     args = parser.parse_args()
     count: int = args.count
     with tempfile.TemporaryDirectory() as tmp:
@@ -109,7 +134,7 @@ def main() -> None:
             )
             seeded = serving.seeded(rt, teams)
             build = serving.Requests(sim)
-            bodies = {
+            bodies: dict[str, list[Callable[[], serving.Body]]] = {
                 "slash": [
                     partial(build.slash, serving.employee(n), f"request {serving.tool(0)} x")
                     for n in range(count)
@@ -124,6 +149,8 @@ def main() -> None:
             os.environ.setdefault("SLACK_SIGNING_SECRET", serving.SECRET)
             bare = bareapp.build()
             rows = []
+            if args.statements:
+                _print_statements(rt.db.engine, bot.wsgi, bodies)
             for kind in KINDS:
                 profile = cProfile.Profile() if args.profile == kind else None
                 cpu: list[float] = []

@@ -288,15 +288,31 @@ class Child:
 
 
 @contextmanager
-def bot_process(env: dict[str, str], sim: SlackSim, log: Path) -> Iterator[Child]:
-    """``licensebot serve`` exactly as deployed, on ``env``'s database, talking to ``sim``."""
-    child = Child(
-        [LICENSEBOT, "serve"], child_env({**env, "SLACK_API_URL": sim.api_url}), log, "/healthz"
+def bot_process(
+    env: dict[str, str], sim: SlackSim, log: Path, *, deploy: str = "single"
+) -> Iterator[Child]:
+    """``licensebot serve`` exactly as deployed, on ``env``'s database, talking to ``sim``.
+    ``deploy="split"``: the yielded process is ``--role web``; a second one (``--role all``,
+    sent no requests) delivers the outbox and runs the jobs."""
+    env = child_env({**env, "SLACK_API_URL": sim.api_url})
+    if deploy == "single":
+        child = Child([LICENSEBOT, "serve"], env, log, "/healthz")
+        try:
+            yield child
+        finally:
+            child.stop()
+        return
+    worker = Child(
+        [LICENSEBOT, "serve", "--role", "all"], env, log.with_suffix(".all.log"), "/healthz"
     )
     try:
-        yield child
+        web = Child([LICENSEBOT, "serve", "--role", "web"], env, log, "/healthz")
+        try:
+            yield web
+        finally:
+            web.stop()
     finally:
-        child.stop()
+        worker.stop()
 
 
 @contextmanager

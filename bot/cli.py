@@ -207,13 +207,48 @@ def _revision(database: Database) -> str | None:
 @click.option(
     "--port", default=3000, show_default=True, type=click.IntRange(1, 65535), help="TCP port."
 )
+@click.option(
+    "--role",
+    type=click.Choice(["all", "web"]),
+    help="all: answer Slack, deliver notifications, run the scheduled jobs; web: only answer "
+    "Slack, while 'all' processes deliver and schedule. Default: LICENSEBOT_ROLE, else all.",
+)
 @pass_state
-def serve(state: _State, host: str, port: int) -> None:
+def serve(state: _State, host: str, port: int, role: str | None) -> None:
     """Serve Slack's requests (needs SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET)."""
     # Imported here: the server pulls in Slack's libraries, which admin commands do not need.
     from bot.server import serve as run_server
 
-    run_server(state.settings(), host=host, port=port)
+    settings = state.settings()
+    run_server(settings, host=host, port=port, role=role or settings.licensebot_role)
+
+
+# --- demo -------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option(
+    "--port",
+    default=3000,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="TCP port on 127.0.0.1 (0 picks a free one).",
+)
+@click.option(
+    "--data",
+    "data_dir",
+    default="licensebot-demo",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the demo's database and keys (made if missing; kept between runs).",
+)
+def demo(port: int, data_dir: Path) -> None:
+    """Try licensebot in the browser: the real bot with a local simulation of Slack and a
+    sample company. Needs no Slack app and no settings; serves on 127.0.0.1 only."""
+    # Imported here, like serve: the demo pulls in Slack's libraries and the server.
+    from bot.demo.runner import run_demo
+
+    run_demo(port=port, data_dir=data_dir)
 
 
 # --- outbox -----------------------------------------------------------------------------------

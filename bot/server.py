@@ -13,7 +13,7 @@ from typing import Any
 from waitress import wasyncore
 from waitress.server import create_server
 
-from bot.app import Licensebot, assemble
+from bot.app import Licensebot, WSGIApp, assemble
 from bot.runtime import build_runtime
 from bot.scheduler import Scheduler
 from bot.settings import Settings
@@ -21,6 +21,10 @@ from bot.settings import Settings
 log = logging.getLogger("licensebot.server")
 
 THREADS = 16
+# ``licensebot serve --role``: "all" answers Slack, delivers the outbox and runs the scheduled
+# jobs; "web" only answers Slack, leaving delivery and jobs to the "all" processes, so that a
+# Monday rush of clicks does not share its processes' CPU with sending the notifications.
+ROLES = ("all", "web")
 # How long shutdown waits for in-flight requests, then for queued notifications.
 GRACE_SECONDS = 20.0
 
@@ -28,10 +32,21 @@ GRACE_SECONDS = 20.0
 class BotServer:
     """Runs an assembled bot on a port; tests and the demo start it in a thread."""
 
-    def __init__(self, bot: Licensebot, *, host: str = "127.0.0.1", port: int = 3000) -> None:
+    def __init__(
+        self,
+        bot: Licensebot,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 3000,
+        deliver: bool = True,
+        wsgi: WSGIApp | None = None,
+    ) -> None:
+        """``deliver``: run the outbox dispatcher in this process (False for ``--role web``).
+        ``wsgi``: the app to serve instead of ``bot.wsgi`` (the demo puts its pages in front)."""
         self.bot = bot
+        self._deliver = deliver
         self._server = create_server(
-            bot.wsgi, host=host, port=port, threads=THREADS, ident="licensebot"
+            wsgi or bot.wsgi, host=host, port=port, threads=THREADS, ident="licensebot"
         )
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -50,7 +65,8 @@ class BotServer:
     def run(self) -> None:
         """Serve until ``close_listener``, then drain: no new connections, in-flight requests
         answered, queued notifications delivered (within ``GRACE_SECONDS``)."""
-        self.bot.dispatcher.start()
+        if self._deliver:
+            self.bot.dispatcher.start()
         try:
             while not self._stopping.is_set():
                 wasyncore.loop(timeout=0.2, map=self._map, use_poll=True, count=1)
@@ -59,7 +75,8 @@ class BotServer:
             # Keep-alive connections are channels in the map too: close them with the listener.
             wasyncore.close_all(self._map)
             self._server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
-            self.bot.dispatcher.stop(drain_until=time.monotonic() + GRACE_SECONDS)
+            if self._deliver:
+                self.bot.dispatcher.stop(drain_until=time.monotonic() + GRACE_SECONDS)
             self.bot.close()
 
     def _drain_requests(self, deadline: float) -> None:
@@ -99,8 +116,11 @@ def configure_logging() -> None:
     )
 
 
-def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 3000) -> None:
+def serve(
+    settings: Settings, *, host: str = "127.0.0.1", port: int = 3000, role: str = "all"
+) -> None:
     """``licensebot serve``: checks the settings, migrates, and serves until stopped."""
+    background = role == "all"
     token, secret = settings.require_slack()
     configure_logging()
     rt = build_runtime(settings)
@@ -113,9 +133,10 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 3000) -> N
             api_token=settings.api_token,
             dispatch_workers=settings.licensebot_dispatch_workers,
         )
-        server = BotServer(bot, host=host, port=port)
+        server = BotServer(bot, host=host, port=port, deliver=background)
         jobs = Scheduler(rt)
-        jobs.start()
+        if background:
+            jobs.start()
 
         def _stop(signum: int, _frame: FrameType | None) -> None:
             log.info("event=stopping signal=%s", signum)
@@ -123,11 +144,15 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 3000) -> N
 
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
-        log.info("event=serving url=%s", server.url)
-        print(f"licensebot: serving on {server.url} (POST /slack/events, GET /healthz)", flush=True)
+        log.info("event=serving url=%s role=%s", server.url, role)
+        print(
+            f"licensebot: serving on {server.url} (POST /slack/events, GET /healthz; role {role})",
+            flush=True,
+        )
         try:
             server.run()
         finally:
-            jobs.stop()
+            if background:
+                jobs.stop()
     finally:
         rt.db.dispose()

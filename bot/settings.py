@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -34,6 +35,8 @@ class Settings(BaseSettings):
     licensebot_reveal_seconds: int = 300
     # Threads delivering the outbox to Slack (and webhooks) at once; 1 sends one at a time.
     licensebot_dispatch_workers: int = Field(default=4, ge=1, le=32)
+    # `serve`'s role (bot/server.py ROLES): "web" leaves delivery and jobs to "all" processes.
+    licensebot_role: Literal["all", "web"] = "all"
     # Bearer token for POST /api/usage; unset means the API is off (it answers 404).
     licensebot_api_token: SecretStr | None = None
     # Schedules: crontab fields (minute hour day month day_of_week) in LICENSEBOT_TIMEZONE.

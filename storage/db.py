@@ -7,7 +7,8 @@ a stale snapshot half-way; PostgreSQL uses row locks (``with_for_update``) where
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +19,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlmodel import Session
 
+from storage import outbox
 from storage.audit import COMMITTED_EVENTS, write_deferred
 
 T = TypeVar("T")
@@ -91,6 +93,9 @@ class Database:
                 yield session
                 # Audit entries deferred by the services go in before the commit, or never.
                 write_deferred(session)
+                if session.info.pop(outbox.QUEUED, False) and not self.is_sqlite:
+                    # Sent by PostgreSQL at commit, and only if the commit happens.
+                    session.execute(text(f"NOTIFY {outbox.CHANNEL}"))
                 session.commit()
             except BaseException:
                 session.rollback()
@@ -138,6 +143,19 @@ class Database:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+
+    def listen_outbox(self, on_queued: Callable[[], None], stop: threading.Event) -> None:
+        """PostgreSQL only: call ``on_queued`` whenever any process commits outbox messages,
+        until ``stop`` is set. Blocks; a lost connection raises (the caller retries)."""
+        import psycopg  # PostgreSQL's driver, only needed here
+
+        url = self.engine.url.set(drivername="postgresql")
+        with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as conn:
+            conn.execute(f"LISTEN {outbox.CHANNEL}")
+            while not stop.is_set():
+                # A timeout, so that ``stop`` is seen within a second.
+                if any(True for _ in conn.notifies(timeout=1.0, stop_after=1)):
+                    on_queued()
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -11,9 +11,15 @@ from sqlmodel import Session, col, select
 
 from storage.models import OutboxMessage
 
+# Set in a session's ``info`` when it queued a message: on PostgreSQL the commit then NOTIFYs
+# ``CHANNEL``, so dispatchers in other processes (``serve --role web`` replicas) deliver at once.
+QUEUED = "licensebot.outbox_queued"
+CHANNEL = "licensebot_outbox"
+
 
 def enqueue(session: Session, kind: str, payload: dict[str, Any], *, now: datetime) -> None:
     """Queue a message, deliverable from ``now`` on (a later time delays it)."""
+    session.info[QUEUED] = True
     session.add(OutboxMessage(kind=kind, payload=payload, created_at=now, next_attempt_at=now))
 
 
@@ -24,6 +30,7 @@ def enqueue_many(
     that notify thousands of people at once; each row is what ``enqueue`` writes."""
     if not payloads:
         return
+    session.info[QUEUED] = True
     session.flush()  # rows queued before these keep their lower IDs (delivery order)
     table = OutboxMessage.__table__  # type: ignore[attr-defined]  # set by SQLModel
     defaults = {"status": "pending", "attempts": 0, "last_error": ""}

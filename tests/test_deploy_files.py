@@ -146,3 +146,15 @@ def test_the_readme_shows_the_commands_of_the_deploy_files() -> None:
         assert needed in section, needed
     cmd = json.loads(instructions()["CMD"][0])
     assert shlex.join(cmd) in section
+
+
+def test_compose_answers_slack_on_web_replicas_and_delivers_from_one_worker() -> None:
+    services = compose()["services"]
+    bot, worker = services["bot"], services["worker"]
+    assert bot["environment"]["LICENSEBOT_ROLE"] == "web"
+    assert worker["environment"]["LICENSEBOT_ROLE"] == "all"
+    assert worker["build"] == bot["build"] and "ports" not in worker
+    shared = {k: v for k, v in worker["environment"].items() if k != "LICENSEBOT_ROLE"}
+    assert shared == {k: v for k, v in bot["environment"].items() if k != "LICENSEBOT_ROLE"}
+    roles = Settings.model_fields["licensebot_role"].annotation
+    assert {"web", "all"} <= set(getattr(roles, "__args__", ()))

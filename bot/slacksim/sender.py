@@ -173,11 +173,18 @@ class SlackSender:
         action_id: str | None = None,
         label: str | None = None,
         value: str | None = None,
+        block_id: str | None = None,
     ) -> httpx.Response:
-        """Press a button, found by ``action_id`` or exact ``label`` (optionally ``value``)."""
+        """Press a button, found by ``action_id`` or exact ``label`` (optionally ``value``
+        and ``block_id``)."""
         current = self._current(user, message)
         block_id, button = _find(
-            _blocks_of(current), {"button"}, action_id=action_id, label=label, value=value
+            _blocks_of(current),
+            {"button"},
+            action_id=action_id,
+            label=label,
+            value=value,
+            block_id=block_id,
         )
         action: JSONDict = {
             "type": "button",
@@ -192,25 +199,41 @@ class SlackSender:
         return self._interaction(self._block_actions(user, current, action))
 
     def select(
-        self, user: str, message_or_view: Message | View, action_id: str, option_value: str
+        self,
+        user: str,
+        message_or_view: Message | View,
+        action_id: str,
+        option_value: str,
+        *,
+        block_id: str | None = None,
     ) -> httpx.Response:
-        """Pick an option of a static_select, radio_buttons or overflow element."""
+        """Pick an option of a static_select, radio_buttons or overflow element, or a user
+        (``option_value`` is the user ID) of a users_select."""
         current = self._current(user, message_or_view)
         block_id, element = _find(
-            _blocks_of(current), set(_SELECTED_OPTION_TYPES), action_id=action_id
+            _blocks_of(current),
+            {*_SELECTED_OPTION_TYPES, "users_select"},
+            action_id=action_id,
+            block_id=block_id,
         )
-        option = _option(element, option_value)
+        picked: JSONDict
+        if element["type"] == "users_select":
+            if self.sim.user(option_value) is None:
+                raise LookupError(f"{option_value!r} is not a user of this workspace")
+            picked = {"selected_user": option_value}
+        else:
+            picked = {"selected_option": _option(element, option_value)}
         action: JSONDict = {
             "type": element["type"],
             "action_id": action_id,
             "block_id": block_id,
-            "selected_option": option,
+            **picked,
             "action_ts": self._action_ts(),
         }
         if "placeholder" in element:
             action["placeholder"] = copy.deepcopy(element["placeholder"])
         if isinstance(current, View) and element["type"] != "overflow" and block_id:
-            state = {"type": element["type"], "selected_option": option}
+            state = {"type": element["type"], **picked}
             self.sim.set_view_state(current.id, block_id, action_id, state)
             current = self._current(user, current)
         return self._interaction(self._block_actions(user, current, action))
@@ -492,6 +515,7 @@ def _find(
     action_id: str | None = None,
     label: str | None = None,
     value: str | None = None,
+    block_id: str | None = None,
 ) -> tuple[str, JSONDict]:
     candidates = [(b, e) for b, e in iter_elements(blocks) if e.get("type") in types]
     matches = [
@@ -500,8 +524,11 @@ def _find(
         if (action_id is None or e.get("action_id") == action_id)
         and (label is None or (e.get("text") or {}).get("text") == label)
         and (value is None or e.get("value") == value)
+        and (block_id is None or b == block_id)
     ]
     wanted = f"action_id={action_id!r} label={label!r} value={value!r}"
+    if block_id is not None:
+        wanted += f" block_id={block_id!r}"
     available = "; ".join(_describe(b, e) for b, e in candidates) or "none"
     if not matches:
         raise LookupError(f"no {'/'.join(sorted(types))} matching {wanted}; available: {available}")

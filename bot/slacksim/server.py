@@ -337,6 +337,7 @@ class SlackSim:
         self._port = port
         self._lock = threading.RLock()
         self._acked = threading.Condition(self._lock)
+        self._version = 0  # see ``version``
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._ids = itertools.count(1)
@@ -348,6 +349,7 @@ class SlackSim:
         self.add_user(bot_user_id, name=bot_name, is_bot=True)
 
     def _clear_state(self) -> None:
+        self._version += 1
         self._calls: list[Call] = []
         self._messages: list[Message] = []
         self._by_ts: dict[tuple[str, str], Message] = {}
@@ -447,6 +449,7 @@ class SlackSim:
         }
         with self._lock:
             self._users[user_id] = user
+            self._version += 1
         return copy.deepcopy(user)
 
     def user(self, user_id: str) -> JSONDict | None:
@@ -470,13 +473,26 @@ class SlackSim:
                 members=list(members) if members is not None else None,
                 is_private=is_private,
             )
+            self._version += 1
 
     def add_usergroup(self, usergroup_id: str, users: Sequence[str]) -> None:
         with self._lock:
             self._usergroups[usergroup_id] = list(users)
+            self._version += 1
 
     def dm_channel(self, user_id: str) -> str:
         return "D" + user_id
+
+    def channels_of(self, user_id: str) -> list[tuple[str, str]]:
+        """The registered channels with ``user_id`` among their members, as (id, name) by
+        name; channels registered without members (open to all) are not listed."""
+        with self._lock:
+            found = [
+                (cid, c.name)
+                for cid, c in self._channels.items()
+                if c.members is not None and user_id in c.members
+            ]
+        return sorted(found, key=lambda entry: (entry[1], entry[0]))
 
     def channel_name(self, channel_id: str) -> str:
         with self._lock:
@@ -538,6 +554,13 @@ class SlackSim:
             self._faults.clear()
 
     # -- inspection --
+
+    @property
+    def version(self) -> int:
+        """Grows whenever anything the sim holds may have changed (every call, message, view,
+        file or directory entry), so a client can poll it and read the state again only then."""
+        with self._lock:
+            return self._version
 
     @property
     def calls(self) -> list[Call]:
@@ -735,6 +758,10 @@ class SlackSim:
         """Apply the app's answer to a view_submission (``response_action`` semantics)."""
         with self._lock:
             args: JSONDict = {"type": "view_submission", "view_id": view_id, "status": status}
+            submitted = self._views.get(view_id)
+            if submitted is not None:
+                # A new submission replaces the errors of the last one (Slack clears them).
+                submitted.errors = None
             try:
                 response = self._view_response(user, view_id, status, body, elapsed, args)
             except _Fail as fail:
@@ -746,6 +773,7 @@ class SlackSim:
         with self._lock:
             state = self._views[view_id].view.setdefault("state", {}).setdefault("values", {})
             state.setdefault(block_id, {})[action_id] = copy.deepcopy(value)
+            self._version += 1
 
     def dismiss_view(self, user: str, view_id: str) -> None:
         """The user pressed Close/X on the top modal."""
@@ -757,6 +785,7 @@ class SlackSim:
                 self._close_stack(user)
             else:
                 self._pop_view(user)
+            self._version += 1
 
     # -- HTTP plumbing --
 
@@ -882,6 +911,7 @@ class SlackSim:
     def _record(
         self, method: str, args: JSONDict, response: JSONDict, status: int, *, path: str = ""
     ) -> None:
+        self._version += 1
         self._calls.append(
             Call(
                 method=method,
@@ -937,6 +967,7 @@ class SlackSim:
         )
         self._messages.append(message)
         self._by_ts[(channel, message.ts)] = message
+        self._version += 1
         return message
 
     def _edit(
@@ -948,6 +979,7 @@ class SlackSim:
         *,
         keep_missing: bool,
     ) -> None:
+        self._version += 1
         message.history.append(
             {
                 "text": message.text,

@@ -35,11 +35,11 @@ def base_env(database_url: str, **extra: str) -> dict[str, str]:
 class ServeProcess:
     """``licensebot serve`` in a child process, started and answering /healthz."""
 
-    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+    def __init__(self, env: dict[str, str], cwd: Path, *, role: str = "all") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [LICENSEBOT, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            [LICENSEBOT, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--role", role],
             env=env,
             cwd=cwd,
             stdout=subprocess.PIPE,

@@ -562,3 +562,50 @@ def test_bolt_app_round_trip(sim: SlackSim) -> None:
         thread.join()
     methods = {c.method for c in sim.calls}
     assert {"auth.test", "response_url", "views.open", "ack"} <= methods
+
+
+def test_click_picks_the_block_when_buttons_repeat(
+    sim: SlackSim, sender: SlackSender, stub: AppStub, client: WebClient
+) -> None:
+    blocks = [
+        {"type": "actions", "block_id": f"seat_{n}", "elements": [button("Keep", "keep", "x")]}
+        for n in (1, 2)
+    ]
+    posted = client.chat_postMessage(channel="C1", text="seats", blocks=blocks)
+    message = sim.find_message("C1", posted["ts"])
+    assert message is not None
+    with pytest.raises(LookupError, match="2 elements match"):
+        sender.click("U1", message, action_id="keep")
+    with pytest.raises(LookupError, match="block_id='seat_3'"):
+        sender.click("U1", message, action_id="keep", block_id="seat_3")
+    sender.click("U1", message, action_id="keep", block_id="seat_2")
+    assert stub.received[-1].payload["actions"][0]["block_id"] == "seat_2"
+
+
+def test_select_a_user_in_a_users_select(
+    sim: SlackSim, sender: SlackSender, stub: AppStub, client: WebClient
+) -> None:
+    picker = {"type": "users_select", "action_id": "pick"}
+    posted = client.chat_postMessage(
+        channel="C1", text="who", blocks=[{"type": "actions", "elements": [picker]}]
+    )
+    message = sim.find_message("C1", posted["ts"])
+    assert message is not None
+    sender.select("U1", message, "pick", "U2")
+    (action,) = stub.received[-1].payload["actions"]
+    assert action["type"] == "users_select" and action["selected_user"] == "U2"
+    with pytest.raises(LookupError, match="not a user"):
+        sender.select("U1", message, "pick", "U404")
+
+
+def test_a_new_submission_replaces_the_errors_of_the_last(
+    sim: SlackSim, sender: SlackSender, stub: AppStub, client: WebClient
+) -> None:
+    view = open_modal(sim, client)
+    stub.answer_json({"response_action": "errors", "errors": {"seats": "1-100 only"}})
+    sender.submit_view("U1", view, {"product": {"product_in": "jira"}})
+    assert sim.view(view.id).errors == {"seats": "1-100 only"}  # type: ignore[union-attr]
+    # Pushed on top: the form underneath no longer shows the old errors.
+    stub.answer_json({"response_action": "push", "view": {**REQUEST_MODAL, "callback_id": "p"}})
+    sender.submit_view("U1", view, {"product": {"product_in": "jira"}})
+    assert sim.view(view.id).errors is None  # type: ignore[union-attr]

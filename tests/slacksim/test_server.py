@@ -438,3 +438,39 @@ def test_reset_keeps_directory_and_state_endpoint(sim: SlackSim, client: WebClie
     sim.reset()
     assert sim.messages == [] and sim.calls == [] and sim.views == []
     assert client.users_info(user="U1")["ok"]
+
+
+def test_version_grows_with_every_change_and_not_with_reads(
+    sim: SlackSim, client: WebClient
+) -> None:
+    start = sim.version
+    posted = client.chat_postMessage(channel="C1", text="x")
+    after_post = sim.version
+    assert after_post > start
+    sim.messages_in("C1"), sim.find_message("C1", posted["ts"]), sim.views, sim.files
+    sim.channels_of("U1"), sim.home("U1"), sim.open_modal("U1")
+    assert sim.version == after_post  # reading changes nothing
+    client.chat_update(channel="C1", ts=posted["ts"], text="y")
+    assert sim.version > after_post
+    before = sim.version
+    sim.add_user("U9", name="new")
+    assert sim.version > before
+    before = sim.version
+    client.views_open(
+        trigger_id=sim.new_trigger_id("U1"),
+        view={"type": "modal", "title": {"type": "plain_text", "text": "T"}, "blocks": []},
+    )
+    view = sim.open_modal("U1")
+    assert view is not None and sim.version > before
+    before = sim.version
+    sim.dismiss_view("U1", view.id)
+    assert sim.version > before
+
+
+def test_channels_of_lists_the_channels_a_user_is_in(sim: SlackSim) -> None:
+    sim.add_channel("C2", name="zeta", members=["U1", "U2"])
+    sim.add_channel("C3", name="alpha", members=["U1"])
+    sim.add_channel("C4", name="open-to-all")  # no member list: not "joined" by anyone
+    assert sim.channels_of("U1") == [("C3", "alpha"), ("C2", "zeta")]
+    assert sim.channels_of("U2") == [("C2", "zeta")]
+    assert sim.channels_of("U3") == []

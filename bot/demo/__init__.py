@@ -1,0 +1,1 @@
+"""``licensebot demo``: the real bot, a local Slack and a page to drive both, in one process."""

@@ -1,0 +1,115 @@
+"""`licensebot serve --role web`: answers Slack, and leaves delivery and the scheduled jobs to
+the `--role all` processes (README: "Deploying to production")."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel import select
+
+from bot import notifications
+from bot.runtime import Runtime
+from bot.slacksim.sender import SlackSender
+from bot.slacksim.server import SlackSim
+from storage.models import OutboxMessage
+from tests import company
+from tests.e2e.conftest import PEOPLE, SECRET, TOKEN, dm_with
+from tests.e2e.processes import ServeProcess, base_env
+
+
+@pytest.fixture
+def sim() -> Iterator[SlackSim]:
+    sim = SlackSim(bot_token=TOKEN)
+    for user_id, name in PEOPLE.items():
+        sim.add_user(user_id, name=name, email=f"{name}@example.com")
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+def _pending(rt: Runtime) -> list[str]:
+    with rt.db.read() as session:
+        rows = session.exec(select(OutboxMessage).where(OutboxMessage.status == "pending"))
+        return [row.kind for row in rows]
+
+
+def _scheduled_jobs(rt: Runtime) -> int:
+    with rt.db.engine.connect() as conn:
+        if not sa.inspect(conn).has_table("apscheduler_jobs"):
+            return 0
+        return int(conn.execute(sa.text("SELECT count(*) FROM apscheduler_jobs")).scalar_one())
+
+
+def test_a_web_process_queues_and_an_all_process_delivers(
+    runtime: Runtime,
+    database_url: str,
+    tmp_path: Path,
+    sim: SlackSim,
+    encryption_key: str,
+    audit_key: str,
+) -> None:
+    company.seed(runtime)
+    env = base_env(
+        database_url,
+        SLACK_BOT_TOKEN=TOKEN,
+        SLACK_SIGNING_SECRET=SECRET,
+        SLACK_API_URL=sim.api_url,
+        LICENSEBOT_ENCRYPTION_KEYS=encryption_key,
+        LICENSEBOT_AUDIT_KEYS=audit_key,
+    )
+    web = ServeProcess(env, tmp_path, role="web")
+    try:
+        with SlackSender(sim, web.url + "/slack/events", SECRET) as sender:
+            answer = sender.slash(company.EMPLOYEE, "request intellij need it")
+        assert answer.status_code == 200
+    finally:
+        err = web.stop()
+    assert web.proc.returncode == 0 and "Traceback" not in err
+    # An `all` process drains its outbox before it exits; a web one left the card queued and
+    # scheduled nothing.
+    assert notifications.APPROVAL_CARD in _pending(runtime)
+    assert not sim.calls_to("chat.postMessage")
+    assert _scheduled_jobs(runtime) == 0
+
+    worker = ServeProcess(env, tmp_path, role="all")
+    try:
+        card = sim.wait_for(dm_with(sim, company.MANAGER, "IntelliJ"), timeout=15)
+        assert card is not None
+        assert _scheduled_jobs(runtime) > 0
+    finally:
+        worker.stop()
+    assert _pending(runtime) == []
+
+
+def test_postgres_tells_listening_dispatchers_at_commit(runtime: Runtime) -> None:
+    """Web processes do not deliver: PostgreSQL's NOTIFY wakes the `all` processes' dispatchers
+    the moment a transaction that queued messages commits (SQLite: they poll)."""
+    if not os.environ.get("TEST_DATABASE_URL", "").startswith("postgresql"):
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+    heard = threading.Event()
+    stop = threading.Event()
+    listening = threading.Thread(target=runtime.db.listen_outbox, args=(heard.set, stop))
+    listening.start()
+    try:
+        # LISTEN takes effect once the listener's connection ran it: queue until one is heard.
+        for _ in range(50):
+            with runtime.db.transaction() as session:
+                notifications.queue(
+                    session,
+                    notifications.AUDIT_HEAD,
+                    now=runtime.clock.now(),
+                    entries=0,
+                    head="x",
+                    day="2026-12-05",
+                )
+            if heard.wait(0.2):
+                break
+        assert heard.is_set()
+    finally:
+        stop.set()
+        listening.join(timeout=5)
