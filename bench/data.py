@@ -144,11 +144,12 @@ def _processor(type_: Any, dialect: sa.Dialect) -> Any:
 
 
 def analyze(engine: sa.Engine) -> None:
-    """Planner statistics, as autovacuum keeps them on a live PostgreSQL after a bulk load.
+    """Planner statistics and the visibility map, as autovacuum keeps them on a live
+    PostgreSQL after a bulk load (without the map, index-only scans visit the table).
     (SQLite keeps none unless told; the bot never runs ANALYZE there, so neither do we.)"""
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.exec_driver_sql("ANALYZE")
+            conn.exec_driver_sql("VACUUM ANALYZE")
 
 
 def json_list(engine: sa.Engine, value: list[str]) -> Any:
@@ -355,8 +356,11 @@ class SqlTimer:
     def __init__(self, engine: sa.Engine) -> None:
         self.seconds = 0.0
         self.statements = 0
+        # Seconds per statement (its first words; a fetch counts for the statement before it).
+        self.by_statement: dict[str, float] = {}
         self._engine = engine
         timer = self
+        last = [""]
 
         def timed(base: type, method: str) -> Any:
             plain = getattr(base, method)
@@ -366,9 +370,13 @@ class SqlTimer:
                 try:
                     return plain(self, *args, **kwargs)
                 finally:
-                    timer.seconds += time.perf_counter() - started
+                    spent = time.perf_counter() - started
+                    timer.seconds += spent
                     if method.startswith("execute"):
                         timer.statements += 1
+                        last[0] = " ".join(str(args[0]).split())[:150] if args else method
+                    key = last[0] or method
+                    timer.by_statement[key] = timer.by_statement.get(key, 0.0) + spent
 
             return call
 
@@ -411,7 +419,9 @@ class SqlTimer:
         dbapi = conn.connection.dbapi_connection
         if dbapi is not None:
             dbapi.commit()
-        self.seconds += time.perf_counter() - started
+        spent = time.perf_counter() - started
+        self.seconds += spent
+        self.by_statement["COMMIT"] = self.by_statement.get("COMMIT", 0.0) + spent
 
     def close(self) -> None:
         sa.event.remove(self._engine, "do_connect", self._connect)

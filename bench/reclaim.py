@@ -13,6 +13,7 @@ finds the same 10,000 seats.
 
 from __future__ import annotations
 
+import sys
 import time
 
 import sqlalchemy as sa
@@ -75,6 +76,9 @@ def run(ctx: Context) -> list[Figure]:
                     ).scalar_one()
                 if not ran or nudges != s.idle:
                     raise RuntimeError(f"the scan nudged {nudges} seats, expected {s.idle}")
+                slowest = sorted(timer.by_statement.items(), key=lambda kv: -kv[1])[:5]
+                for statement, seconds in slowest:  # where the database time goes
+                    print(f"  reclaim {seconds:6.3f} s  {statement}", file=sys.stderr)
                 db_seconds.append(timer.seconds)
                 wall_seconds.append(wall)
                 statements = timer.statements

@@ -117,7 +117,7 @@ def _unanswered(
 ) -> list[ColumnElement[bool]]:
     """Held seats nudged at least the grace period ago, not used (nor kept) since, not
     snoozed, on products meeting ``products``: one condition per distinct grace period (a
-    fixed cutoff each, a range of ``ix_assignment_product_nudged``), to query one by one."""
+    fixed cutoff each, a range of ``ix_assignment_live_nudged``), to query one by one."""
     return [
         and_(
             _products(col(Product.reclaim_grace_days) == days, *products),
@@ -137,17 +137,17 @@ def scan(session: Session, rt: Runtime, *, now: datetime) -> ReclaimResult:
     return ReclaimResult(nudged=nudged, reclaimed=reclaimed, served=served)
 
 
-def _nudge_idle(session: Session, rt: Runtime, *, now: datetime) -> int:
-    # Per distinct window (a fixed cutoff each) and per half of "last use before it", one
-    # index range query picks the idle seats; locked so a concurrent scan cannot nudge them
-    # again. A handful of statements whatever the number of seats.
+def _mark_idle_by_ranges(session: Session, now: datetime) -> list[Any]:
+    """SQLite: per distinct window (a fixed cutoff each) and per half of "last use before
+    it", one index range query picks the idle seats; then they are marked nudged. A handful
+    of statements whatever the number of seats; the write lock (BEGIN IMMEDIATE) keeps a
+    concurrent scan out."""
     idle: list[Any] = []
     for days in sorted(day_counts(session, Product.reclaim_after_days)):
         window_start = now - timedelta(days=days)
         for last_use_before in older_than(window_start):
             idle += session.exec(
-                select(Assignment.id, Assignment.user_id, Assignment.product_id, _LAST_USE)
-                .where(
+                select(Assignment.id, Assignment.user_id, Assignment.product_id, _LAST_USE).where(
                     # A product IT retired is not nudged about.
                     _products(
                         col(Product.reclaim_after_days) == days, col(Product.active).is_(True)
@@ -160,16 +160,56 @@ def _nudge_idle(session: Session, rt: Runtime, *, now: datetime) -> int:
                         col(Assignment.nudged_at) < window_start,
                     ),
                 )
-                .with_for_update()
             ).all()
+    for chunk in in_slices([row[0] for row in idle]):
+        session.execute(
+            update(Assignment).where(col(Assignment.id).in_(chunk)).values(nudged_at=now)
+        )
+    return idle
+
+
+def _mark_idle_in_one_pass(session: Session, now: datetime) -> list[Any]:
+    """PostgreSQL: one UPDATE … FROM product … RETURNING, each seat against its product's
+    window. Range queries per window made PostgreSQL read the whole table once per window
+    and half (six scans for three windows), then lock and update the seats in two more
+    passes; this is one scan, and the update is the lock. A concurrent scan waits for the
+    rows, then finds them nudged now and passes them by."""
+    windows = sorted(day_counts(session, Product.reclaim_after_days))
+    if not windows:
+        return []
+    window_start = case(
+        {days: literal(now - timedelta(days=days), DateTime(timezone=True)) for days in windows},
+        value=col(Product.reclaim_after_days),
+    )
+    last_use = _LAST_USE
+    returned = session.execute(
+        update(Assignment)
+        .where(
+            col(Assignment.product_id) == col(Product.id),
+            col(Product.active).is_(True),  # a product IT retired is not nudged about
+            col(Assignment.released_at).is_(None),
+            last_use < window_start,
+            _not_snoozed(now),
+            or_(col(Assignment.nudged_at).is_(None), col(Assignment.nudged_at) < window_start),
+        )
+        .values(nudged_at=now)
+        .returning(
+            col(Assignment.id), col(Assignment.user_id), col(Assignment.product_id), last_use
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return list(returned.all())
+
+
+def _nudge_idle(session: Session, rt: Runtime, *, now: datetime) -> int:
+    if session.get_bind().dialect.name == "postgresql":
+        idle = _mark_idle_in_one_pass(session, now)
+    else:
+        idle = _mark_idle_by_ranges(session, now)
     idle.sort(key=lambda row: row[0] or 0)
     ids = [row[0] for row in idle]
     if not ids:
         return 0
-    for chunk in in_slices(ids):
-        session.execute(
-            update(Assignment).where(col(Assignment.id).in_(chunk)).values(nudged_at=now)
-        )
     # Thousands of seats at once: one batch of audit entries and one of outbox rows.
     audit.append_many(
         session,
@@ -232,6 +272,20 @@ def run_daily(rt: Runtime, now: datetime) -> bool:
         scan(session, rt, now=now)
     rt.wake_dispatcher()
     return True
+
+
+def reclaimable_counts(session: Session, now: datetime) -> dict[str, int]:
+    """How many seats ``reclaimable`` lists, per product: counted in SQL (the digest's
+    figure; a million-seat company can have thousands)."""
+    return {
+        str(pid): int(n)
+        for unanswered in _unanswered(session, now, col(Product.auto_reclaim).is_(False))
+        for pid, n in session.execute(
+            sa_select(col(Assignment.product_id), func.count())
+            .where(unanswered)
+            .group_by(col(Assignment.product_id))
+        ).all()
+    }
 
 
 def reclaimable(rt: Runtime) -> list[Reclaimable]:

@@ -126,6 +126,9 @@ class LicenseKey(SQLModel, table=True):
     imported_at: datetime = _utc()
 
 
+LIVE_NUDGED_INDEX = "ix_assignment_live_nudged"
+
+
 class Assignment(SQLModel, table=True):
     """A seat held by a user; for key products it points at the key handed out."""
 
@@ -142,8 +145,28 @@ class Assignment(SQLModel, table=True):
             "assigned_at",
             "user_id",  # with it, the renewal figures' "used lately" reads the index alone
         ),
-        # Nudged held seats of a product by nudge time: unanswered nudges are a range of it.
-        Index("ix_assignment_product_nudged", "product_id", "released_at", "nudged_at"),
+        # The held seats that were nudged, per product by nudge time: unanswered nudges
+        # (reclaim's, the digest's) are ranges of it. Partial, so it is as small as the
+        # nudges, and it holds every column they test. (Each index costs every nudge's
+        # update: a seat's product alone is read through the indexes that start with it.)
+        Index(
+            LIVE_NUDGED_INDEX,
+            "product_id",
+            "released_at",  # always NULL here, but SQLite ranks an index by the terms it serves
+            "nudged_at",
+            "last_used_at",
+            "assigned_at",
+            "snoozed_until",
+            sqlite_where=text("released_at IS NULL AND nudged_at IS NOT NULL"),
+            postgresql_where=text("released_at IS NULL AND nudged_at IS NOT NULL"),
+        ),
+        # Time-limited grants by end: partial, since most seats never end.
+        Index(
+            "ix_assignment_expires_at",
+            "expires_at",
+            sqlite_where=text("expires_at IS NOT NULL"),
+            postgresql_where=text("expires_at IS NOT NULL"),
+        ),
         # The renewal peak reads only the last 90 days of a product's assignments, and the
         # seats held at an instant (assigned before it, released after) from the index alone.
         Index("ix_assignment_product_assigned", "product_id", "assigned_at", "released_at"),
@@ -158,7 +181,7 @@ class Assignment(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    product_id: str = Field(foreign_key="product.id", index=True, max_length=64)
+    product_id: str = Field(foreign_key="product.id", max_length=64)
     user_id: str = Field(index=True, max_length=32)
     request_id: int | None = Field(default=None, foreign_key="license_request.id")
     key_id: int | None = Field(default=None, foreign_key="license_key.id")
@@ -173,7 +196,7 @@ class Assignment(SQLModel, table=True):
     nudged_at: datetime | None = _utc(default=None, nullable=True)
     snoozed_until: datetime | None = _utc(default=None, nullable=True)
     # Time-limited grants (product.max_days): when the seat ends, and when its holder was told.
-    expires_at: datetime | None = _utc(default=None, nullable=True, index=True)
+    expires_at: datetime | None = _utc(default=None, nullable=True)
     expiry_warned_at: datetime | None = _utc(default=None, nullable=True)
 
 
