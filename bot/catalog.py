@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import ErrorDetails
-from sqlalchemy import bindparam, delete, exists, func, insert
+from sqlalchemy import bindparam, delete, func, insert
 from sqlmodel import Session, col, select
 
 from bot import delivery, seat_alerts
@@ -569,9 +569,9 @@ def _infos_query(*, active_only: bool, one: bool) -> Any:
     taken = select(Assignment.product_id, func.count().label("n")).where(
         col(Assignment.released_at).is_(None)
     )
-    # A key is free when no assignment has ever pointed at it (key_id is unique on assignment).
+    # A key is free until it is first handed out (a range of ix_license_key_free).
     free_keys = select(LicenseKey.product_id, func.count().label("n")).where(
-        ~exists().where(col(Assignment.key_id) == col(LicenseKey.id))
+        col(LicenseKey.handed_out_at).is_(None)
     )
     if one:
         taken = taken.where(col(Assignment.product_id) == bindparam("product_id"))

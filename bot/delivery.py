@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, func, update
+from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from bot import grants, notifications, seat_alerts, seat_events, usage
@@ -30,15 +30,21 @@ def seats_taken(session: Session, product_id: str) -> int:
 
 
 def free_key_id(session: Session, product_id: str) -> int | None:
-    # NOT EXISTS probes the unique key_id index for each of the product's keys in ID order and
-    # stops at the first free one; NOT IN read every assignment of every product per hand-out.
-    held = exists().where(col(Assignment.key_id) == col(LicenseKey.id))
+    """The product's first key never handed out (the first entry of ix_license_key_free)."""
     return session.exec(
         select(LicenseKey.id)
-        .where(LicenseKey.product_id == product_id, ~held)
+        .where(LicenseKey.product_id == product_id, col(LicenseKey.handed_out_at).is_(None))
         .order_by(col(LicenseKey.id))
         .limit(1)
     ).first()
+
+
+def mark_handed_out(session: Session, key_ids: Sequence[int], *, now: datetime) -> None:
+    """Record that these keys now belong to a seat (in the transaction that assigns them)."""
+    for part in in_slices(key_ids):
+        session.execute(
+            update(LicenseKey).where(col(LicenseKey.id).in_(part)).values(handed_out_at=now)
+        )
 
 
 def _lock_product(session: Session, product_id: str) -> Product:
@@ -86,6 +92,7 @@ def _assign(
         key_id = free_key_id(session, product.id)
         if key_id is None:
             return False
+        mark_handed_out(session, [key_id], now=now)
     assignment = Assignment(
         product_id=product.id,
         user_id=req.requester_id,

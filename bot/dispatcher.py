@@ -87,17 +87,19 @@ class Dispatcher:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="outbox-dispatcher", daemon=True)
         self._thread.start()
-        if not self._rt.db.is_sqlite:
-            # Messages queued by other processes (web-only replicas) wake this one at once;
-            # SQLite has no such signal, and there the poll finds them.
-            threading.Thread(target=self._listen, name="outbox-listener", daemon=True).start()
+        # Messages queued by other processes (`serve --role web`) wake this one at once.
+        threading.Thread(target=self._listen, name="outbox-listener", daemon=True).start()
 
     def _listen(self) -> None:
         while not self._stop.is_set():
             try:
                 self._rt.db.listen_outbox(self.wake, self._stop)
-            except Exception:  # a lost connection: polling still delivers; listen again soon
-                log.warning("event=outbox_listen_lost retry_seconds=%s", self._poll)
+            except Exception as exc:  # a lost connection: polling still delivers; listen again
+                log.warning(
+                    "event=outbox_listen_lost error=%s retry_seconds=%s",
+                    type(exc).__name__,
+                    self._poll,
+                )
                 self._stop.wait(self._poll)
 
     def stop(self, *, drain_until: float | None = None) -> None:

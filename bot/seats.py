@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 
 from bot import grants, seat_alerts, usage
 from bot.csv_rows import data_records
-from bot.delivery import seats_taken
+from bot.delivery import mark_handed_out, seats_taken
 from bot.directory import control_character_problem
 from bot.errors import InputError, VaultError
 from bot.keys import MAX_KEY_LENGTH
@@ -113,6 +113,7 @@ def import_seats(rt: Runtime, text: str, *, actor: str, source: str = "input") -
                 )
             )
         session.flush()
+        mark_handed_out(session, sorted(key_ids.values()), now=now)
         # Each new seat starts with its holder's last known use (one UPDATE per batch).
         usage.copy_to_seats(session, sorted({(r.product_id, r.user_id) for r in fresh}))
         result = SeatsImportResult(

@@ -7,6 +7,7 @@ a stale snapshot half-way; PostgreSQL uses row locks (``with_for_update``) where
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -30,6 +31,8 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 IN_SLICE = 5000
 # The PostgreSQL advisory lock key that serializes schema upgrades (any fixed 64-bit number).
 MIGRATION_LOCK = 0x6C6963656E7365  # "license"
+# How often a dispatcher looks whether another process committed to the SQLite file.
+SQLITE_WATCH_SECONDS = 0.025
 log = logging.getLogger("licensebot.events")
 
 
@@ -145,8 +148,16 @@ class Database:
             command.upgrade(cfg, "head")
 
     def listen_outbox(self, on_queued: Callable[[], None], stop: threading.Event) -> None:
-        """PostgreSQL only: call ``on_queued`` whenever any process commits outbox messages,
-        until ``stop`` is set. Blocks; a lost connection raises (the caller retries)."""
+        """Call ``on_queued`` soon after any process commits outbox messages, until ``stop``
+        is set. Blocks; a lost connection raises (the caller retries).
+
+        PostgreSQL: LISTEN for the NOTIFY those commits send. SQLite: the file's
+        ``data_version``, read every ``SQLITE_WATCH_SECONDS`` on a connection of its own,
+        changes whenever another connection commits (any commit: the dispatcher then finds
+        out whether anything is due); reading it touches no page, only the WAL index."""
+        if self.is_sqlite:
+            self._watch_sqlite(on_queued, stop)
+            return
         import psycopg  # PostgreSQL's driver, only needed here
 
         url = self.engine.url.set(drivername="postgresql")
@@ -156,6 +167,23 @@ class Database:
                 # A timeout, so that ``stop`` is seen within a second.
                 if any(True for _ in conn.notifies(timeout=1.0, stop_after=1)):
                     on_queued()
+
+    def _watch_sqlite(self, on_queued: Callable[[], None], stop: threading.Event) -> None:
+        path = sqlite_path(self.url)
+        if path is None:  # in memory: no other process can write to it
+            stop.wait()
+            return
+        conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
+        try:
+            seen = None
+            while not stop.is_set():
+                (version,) = conn.execute("PRAGMA data_version").fetchone()
+                if seen is not None and version != seen:
+                    on_queued()
+                seen = version
+                stop.wait(SQLITE_WATCH_SECONDS)
+        finally:
+            conn.close()
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -119,11 +119,25 @@ class Decision(SQLModel, table=True):
 
 class LicenseKey(SQLModel, table=True):
     __tablename__ = "license_key"
+    __table_args__ = (
+        # The keys never handed out, per product: a hand-out takes the first, the catalog
+        # counts them. Partial, so both stay as fast with 10,000 keys given as with none.
+        Index(
+            "ix_license_key_free",
+            "product_id",
+            "id",
+            sqlite_where=text("handed_out_at IS NULL"),
+            postgresql_where=text("handed_out_at IS NULL"),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     product_id: str = Field(foreign_key="product.id", index=True, max_length=64)
     ciphertext: str = Field(sa_column=Column(Text, nullable=False))
     imported_at: datetime = _utc()
+    # When an assignment first pointed at it; a key is never handed out twice (unique
+    # assignment.key_id), so this is set once, in the transaction that assigns it.
+    handed_out_at: datetime | None = _utc(default=None, nullable=True)
 
 
 LIVE_NUDGED_INDEX = "ix_assignment_live_nudged"

@@ -3,7 +3,6 @@ the `--role all` processes (README: "Deploying to production")."""
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,17 +85,17 @@ def test_a_web_process_queues_and_an_all_process_delivers(
     assert _pending(runtime) == []
 
 
-def test_postgres_tells_listening_dispatchers_at_commit(runtime: Runtime) -> None:
-    """Web processes do not deliver: PostgreSQL's NOTIFY wakes the `all` processes' dispatchers
-    the moment a transaction that queued messages commits (SQLite: they poll)."""
-    if not os.environ.get("TEST_DATABASE_URL", "").startswith("postgresql"):
-        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+def test_a_commit_that_queues_wakes_the_listening_dispatchers(runtime: Runtime) -> None:
+    """Web processes do not deliver: the `all` processes' dispatchers are woken the moment a
+    transaction that queued messages commits (PostgreSQL: NOTIFY; SQLite: the file's
+    data_version, watched from a connection of their own)."""
     heard = threading.Event()
     stop = threading.Event()
     listening = threading.Thread(target=runtime.db.listen_outbox, args=(heard.set, stop))
     listening.start()
     try:
-        # LISTEN takes effect once the listener's connection ran it: queue until one is heard.
+        # The listener starts listening (LISTEN, or its first data_version) on its own thread:
+        # queue until a commit is heard.
         for _ in range(50):
             with runtime.db.transaction() as session:
                 notifications.queue(
@@ -113,3 +112,4 @@ def test_postgres_tells_listening_dispatchers_at_commit(runtime: Runtime) -> Non
     finally:
         stop.set()
         listening.join(timeout=5)
+    assert not listening.is_alive()
