@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -295,24 +295,15 @@ def bot_process(
     ``deploy="split"``: the yielded process is ``--role web``; a second one (``--role all``,
     sent no requests) delivers the outbox and runs the jobs."""
     env = child_env({**env, "SLACK_API_URL": sim.api_url})
-    if deploy == "single":
-        child = Child([LICENSEBOT, "serve"], env, log, "/healthz")
-        try:
-            yield child
-        finally:
-            child.stop()
-        return
-    worker = Child(
-        [LICENSEBOT, "serve", "--role", "all"], env, log.with_suffix(".all.log"), "/healthz"
-    )
-    try:
-        web = Child([LICENSEBOT, "serve", "--role", "web"], env, log, "/healthz")
-        try:
-            yield web
-        finally:
-            web.stop()
-    finally:
-        worker.stop()
+    argv = [LICENSEBOT, "serve"]
+    with ExitStack() as started:  # stopped last first: the web process, then the worker
+        if deploy == "split":
+            worker = Child([*argv, "--role", "all"], env, log.with_suffix(".all.log"), "/healthz")
+            started.callback(worker.stop)
+            argv += ["--role", "web"]
+        child = Child(argv, env, log, "/healthz")
+        started.callback(child.stop)
+        yield child
 
 
 @contextmanager

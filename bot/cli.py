@@ -33,6 +33,7 @@ from bot import (
 from bot.catalog import list_products, load_catalog
 from bot.clock import SystemClock
 from bot.connectors import pull as connector_pull
+from bot.demo import DEFAULT_DIR, DEFAULT_PORT
 from bot.directory import import_directory, looks_like_user_id
 from bot.errors import (
     CatalogError,
@@ -45,7 +46,7 @@ from bot.errors import (
 from bot.keys import import_keys
 from bot.runtime import Runtime, build_runtime, open_database
 from bot.seats import import_seats
-from bot.settings import Settings, load_settings
+from bot.settings import ROLES, Role, Settings, load_settings
 from storage import audit
 from storage.db import Database
 
@@ -209,12 +210,12 @@ def _revision(database: Database) -> str | None:
 )
 @click.option(
     "--role",
-    type=click.Choice(["all", "web"]),
+    type=click.Choice(ROLES),
     help="all: answer Slack, deliver notifications, run the scheduled jobs; web: only answer "
     "Slack, while 'all' processes deliver and schedule. Default: LICENSEBOT_ROLE, else all.",
 )
 @pass_state
-def serve(state: _State, host: str, port: int, role: str | None) -> None:
+def serve(state: _State, host: str, port: int, role: Role | None) -> None:
     """Serve Slack's requests (needs SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET)."""
     # Imported here: the server pulls in Slack's libraries, which admin commands do not need.
     from bot.server import serve as run_server
@@ -229,7 +230,7 @@ def serve(state: _State, host: str, port: int, role: str | None) -> None:
 @cli.command()
 @click.option(
     "--port",
-    default=3000,
+    default=DEFAULT_PORT,
     show_default=True,
     type=click.IntRange(0, 65535),
     help="TCP port on 127.0.0.1 (0 picks a free one).",
@@ -237,7 +238,7 @@ def serve(state: _State, host: str, port: int, role: str | None) -> None:
 @click.option(
     "--data",
     "data_dir",
-    default="licensebot-demo",
+    default=str(DEFAULT_DIR),
     show_default=True,
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder for the demo's database and keys (made if missing; kept between runs).",

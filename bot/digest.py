@@ -16,7 +16,7 @@ Figures per product, as of ``now``:
 - **idle cost**: idle x ``cost_per_seat`` (a yearly price).
 - **waitlist**: requests waiting for a seat (status ``waitlisted``).
 - **reclaimable**: nudges left unanswered past their grace on products not reclaimed
-  automatically (``reclaim.reclaimable``): IT decides.
+  automatically (``reclaim.reclaimable_counts``): IT decides.
 - **reclaimed this week**: seats given back in the 7 days up to ``now`` (reclaimed, released,
   offboarded, expired or revoked); **saved** is their yearly cost.
 - **over-assigned**: assigned > bought, a compliance risk.
@@ -171,16 +171,10 @@ def build(
             col(Product.renewal_date),
             col(Product.active),
             has_signal.label("has_signal"),
+            col(Product.reclaim_after_days),
         ).order_by(col(Product.id))
     ).all()
-
-    window_of: dict[str, int] = {
-        pid: days
-        for pid, days in session.execute(
-            sa_select(col(Product.id), col(Product.reclaim_after_days))
-        ).all()
-    }
-    held = _held_by_window(session, now, window_of)
+    held = _held_by_window(session, now, {row[0]: row[-1] for row in products})
     waitlist = _counts(
         session,
         sa_select(col(LicenseRequest.product_id), func.count())
@@ -210,7 +204,7 @@ def build(
 
     figures: list[ProductFigures] = []
     names: dict[str, str] = {}
-    for pid, name, vendor, seats, cost, renewal, active, signal in products:
+    for pid, name, vendor, seats, cost, renewal, active, signal, _window in products:
         names[pid] = name
         assigned, active_n, idle_n, new_n = held.get(pid, (0, 0, 0, 0))
         if not active and not assigned:

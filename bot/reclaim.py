@@ -137,6 +137,19 @@ def scan(session: Session, rt: Runtime, *, now: datetime) -> ReclaimResult:
     return ReclaimResult(nudged=nudged, reclaimed=reclaimed, served=served)
 
 
+def _to_nudge(now: datetime, window_start: Any, last_use_before: Any) -> list[Any]:
+    """A held seat of an active product (a product IT retired is not nudged about), last
+    used before its window, not snoozed, not nudged within the window: the idle-seat rule
+    both ways of marking share. ``window_start``: a time, or a per-product expression."""
+    return [
+        col(Product.active).is_(True),
+        col(Assignment.released_at).is_(None),
+        last_use_before,
+        _not_snoozed(now),
+        or_(col(Assignment.nudged_at).is_(None), col(Assignment.nudged_at) < window_start),
+    ]
+
+
 def _mark_idle_by_ranges(session: Session, now: datetime) -> list[Any]:
     """SQLite: per distinct window (a fixed cutoff each) and per half of "last use before
     it", one index range query picks the idle seats; then they are marked nudged. A handful
@@ -146,19 +159,10 @@ def _mark_idle_by_ranges(session: Session, now: datetime) -> list[Any]:
     for days in sorted(day_counts(session, Product.reclaim_after_days)):
         window_start = now - timedelta(days=days)
         for last_use_before in older_than(window_start):
+            product_rule, *seat_rules = _to_nudge(now, window_start, last_use_before)
             idle += session.exec(
                 select(Assignment.id, Assignment.user_id, Assignment.product_id, _LAST_USE).where(
-                    # A product IT retired is not nudged about.
-                    _products(
-                        col(Product.reclaim_after_days) == days, col(Product.active).is_(True)
-                    ),
-                    col(Assignment.released_at).is_(None),
-                    last_use_before,
-                    _not_snoozed(now),
-                    or_(
-                        col(Assignment.nudged_at).is_(None),
-                        col(Assignment.nudged_at) < window_start,
-                    ),
+                    _products(col(Product.reclaim_after_days) == days, product_rule), *seat_rules
                 )
             ).all()
     for chunk in in_slices([row[0] for row in idle]):
@@ -186,11 +190,7 @@ def _mark_idle_in_one_pass(session: Session, now: datetime) -> list[Any]:
         update(Assignment)
         .where(
             col(Assignment.product_id) == col(Product.id),
-            col(Product.active).is_(True),  # a product IT retired is not nudged about
-            col(Assignment.released_at).is_(None),
-            last_use < window_start,
-            _not_snoozed(now),
-            or_(col(Assignment.nudged_at).is_(None), col(Assignment.nudged_at) < window_start),
+            *_to_nudge(now, window_start, last_use < window_start),
         )
         .values(nudged_at=now)
         .returning(

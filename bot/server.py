@@ -16,15 +16,11 @@ from waitress.server import create_server
 from bot.app import Licensebot, WSGIApp, assemble
 from bot.runtime import build_runtime
 from bot.scheduler import Scheduler
-from bot.settings import Settings
+from bot.settings import Role, Settings
 
 log = logging.getLogger("licensebot.server")
 
 THREADS = 16
-# ``licensebot serve --role``: "all" answers Slack, delivers the outbox and runs the scheduled
-# jobs; "web" only answers Slack, leaving delivery and jobs to the "all" processes, so that a
-# Monday rush of clicks does not share its processes' CPU with sending the notifications.
-ROLES = ("all", "web")
 # How long shutdown waits for in-flight requests, then for queued notifications.
 GRACE_SECONDS = 20.0
 
@@ -117,7 +113,7 @@ def configure_logging() -> None:
 
 
 def serve(
-    settings: Settings, *, host: str = "127.0.0.1", port: int = 3000, role: str = "all"
+    settings: Settings, *, host: str = "127.0.0.1", port: int = 3000, role: Role = "all"
 ) -> None:
     """``licensebot serve``: checks the settings, migrates, and serves until stopped."""
     background = role == "all"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -21,6 +21,13 @@ from storage.vault import VaultKeyError, load_or_create_key_file, parse_keys
 API_TOKEN_MIN_LENGTH = 24
 
 
+# ``licensebot serve --role``: "all" answers Slack, delivers the outbox and runs the scheduled
+# jobs; "web" only answers Slack, leaving delivery and jobs to the "all" processes, so that a
+# Monday rush of clicks does not share its processes' CPU with sending the notifications.
+Role = Literal["all", "web"]
+ROLES: tuple[Role, ...] = get_args(Role)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
@@ -35,8 +42,8 @@ class Settings(BaseSettings):
     licensebot_reveal_seconds: int = 300
     # Threads delivering the outbox to Slack (and webhooks) at once; 1 sends one at a time.
     licensebot_dispatch_workers: int = Field(default=4, ge=1, le=32)
-    # `serve`'s role (bot/server.py ROLES): "web" leaves delivery and jobs to "all" processes.
-    licensebot_role: Literal["all", "web"] = "all"
+    # `serve`'s role (``Role`` above); `serve --role` overrides it.
+    licensebot_role: Role = "all"
     # Bearer token for POST /api/usage; unset means the API is off (it answers 404).
     licensebot_api_token: SecretStr | None = None
     # Schedules: crontab fields (minute hour day month day_of_week) in LICENSEBOT_TIMEZONE.

@@ -140,9 +140,6 @@ class LicenseKey(SQLModel, table=True):
     handed_out_at: datetime | None = _utc(default=None, nullable=True)
 
 
-LIVE_NUDGED_INDEX = "ix_assignment_live_nudged"
-
-
 class Assignment(SQLModel, table=True):
     """A seat held by a user; for key products it points at the key handed out."""
 
@@ -164,7 +161,7 @@ class Assignment(SQLModel, table=True):
         # nudges, and it holds every column they test. (Each index costs every nudge's
         # update: a seat's product alone is read through the indexes that start with it.)
         Index(
-            LIVE_NUDGED_INDEX,
+            "ix_assignment_live_nudged",
             "product_id",
             "released_at",  # always NULL here, but SQLite ranks an index by the terms it serves
             "nudged_at",

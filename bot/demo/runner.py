@@ -22,7 +22,7 @@ from types import FrameType, TracebackType
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from bot.app import Licensebot, assemble
-from bot.demo import seed
+from bot.demo import DEFAULT_DIR, DEFAULT_PORT, seed
 from bot.demo.controls import Controls, load_clock
 from bot.demo.web import DemoWeb
 from bot.errors import ConfigError
@@ -32,8 +32,6 @@ from bot.settings import Settings
 from bot.slacksim import SlackSender, SlackSim
 from storage import audit, vault
 
-DEFAULT_DIR = Path("licensebot-demo")
-DEFAULT_PORT = 3000
 # The local Slack's bot token: it never leaves this process and its loopback ports.
 DEMO_TOKEN = "xoxb-licensebot-demo-local-only"
 HOST = "127.0.0.1"  # loopback only: the demo API plays Slack for anyone who can reach it

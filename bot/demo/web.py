@@ -16,6 +16,7 @@ import mimetypes
 import re
 import threading
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -79,17 +80,6 @@ def _bad(message: str) -> _Refused:
 
 def _unknown(message: str) -> _Refused:
     return _Refused(404, message)
-
-
-_REASONS = {
-    200: "OK",
-    302: "Found",
-    400: "Bad Request",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    500: "Internal Server Error",
-    502: "Bad Gateway",
-}
 
 
 class DemoWeb:
@@ -573,7 +563,7 @@ def _lookup_message(exc: LookupError) -> str:
 def _json(start_response: StartResponse, status: int, body: JSON) -> Iterable[bytes]:
     data = json.dumps(body).encode()
     start_response(
-        f"{status} {_REASONS.get(status, 'Error')}",
+        f"{status} {HTTPStatus(status).phrase}",
         [
             ("Content-Type", "application/json"),
             ("Content-Length", str(len(data))),

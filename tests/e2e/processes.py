@@ -32,14 +32,31 @@ def base_env(database_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
+def serve_env(database_url: str, api_url: str, encryption_key: str, **extra: str) -> dict[str, str]:
+    """What `licensebot serve` needs to start against the local Slack at ``api_url``."""
+    # Imported here: the e2e conftest imports the bot, which these helpers do not need.
+    from tests.e2e.conftest import SECRET, TOKEN
+
+    return base_env(
+        database_url,
+        SLACK_BOT_TOKEN=TOKEN,
+        SLACK_SIGNING_SECRET=SECRET,
+        SLACK_API_URL=api_url,
+        LICENSEBOT_ENCRYPTION_KEYS=encryption_key,
+        **extra,
+    )
+
+
 class ServeProcess:
     """``licensebot serve`` in a child process, started and answering /healthz."""
 
-    def __init__(self, env: dict[str, str], cwd: Path, *, role: str = "all") -> None:
+    def __init__(self, env: dict[str, str], cwd: Path, *, role: str | None = None) -> None:
+        """``role``: ``serve --role``; None leaves it to LICENSEBOT_ROLE in ``env``."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [LICENSEBOT, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--role", role],
+            [LICENSEBOT, "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+            + (["--role", role] if role else []),
             env=env,
             cwd=cwd,
             stdout=subprocess.PIPE,

@@ -18,7 +18,7 @@ from storage.models import OutboxMessage
 from tests import company
 from tests.company import EMPLOYEE, IT1, IT2, MANAGER, NEWHIRE
 from tests.e2e.conftest import PEOPLE, SECRET, TOKEN, dm_with
-from tests.e2e.processes import LICENSEBOT, ServeProcess, base_env
+from tests.e2e.processes import LICENSEBOT, ServeProcess, serve_env
 
 
 @pytest.fixture
@@ -32,12 +32,10 @@ def sim() -> Iterator[SlackSim]:
 @pytest.fixture
 def env(sim: SlackSim, database_url: str, encryption_key: str, tmp_path: Path) -> dict[str, str]:
     """Settings for a bot talking to ``sim``, with the sample company loaded by the CLI."""
-    env = base_env(
+    env = serve_env(
         database_url,
-        SLACK_BOT_TOKEN=TOKEN,
-        SLACK_SIGNING_SECRET=SECRET,
-        SLACK_API_URL=sim.api_url,
-        LICENSEBOT_ENCRYPTION_KEYS=encryption_key,
+        sim.api_url,
+        encryption_key,
     )
     (tmp_path / "catalog.yml").write_text(company.CATALOG)
     (tmp_path / "people.csv").write_text(company.DIRECTORY)

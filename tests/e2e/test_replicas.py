@@ -38,7 +38,7 @@ from storage.vault import Vault
 from tests import company
 from tests.conftest import reset_database
 from tests.e2e.conftest import PEOPLE, SECRET, TOKEN, dm_with, ephemeral_to
-from tests.e2e.processes import ServeProcess, base_env
+from tests.e2e.processes import ServeProcess, serve_env
 
 IT_CHANNEL = "CIT00001"
 IT3 = "U0IT00003"
@@ -123,12 +123,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         slack.add_user(user_id, name=name, email=f"{name}@example.com")
     slack.add_channel(IT_CHANNEL, name="it-licenses")
     slack.start()
-    env = base_env(
+    env = serve_env(
         url,
-        SLACK_BOT_TOKEN=TOKEN,
-        SLACK_SIGNING_SECRET=SECRET,
-        SLACK_API_URL=slack.api_url,
-        LICENSEBOT_ENCRYPTION_KEYS=encryption_key,
+        slack.api_url,
+        encryption_key,
         LICENSEBOT_AUDIT_KEYS=audit_key,
         LICENSEBOT_IT_CHANNEL=IT_CHANNEL,
         LICENSEBOT_ADMINS=company.ADMIN,

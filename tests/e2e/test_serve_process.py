@@ -11,7 +11,7 @@ import pytest
 from bot.slacksim.sender import SlackSender
 from bot.slacksim.server import SlackSim
 from tests.e2e.conftest import SECRET, TOKEN
-from tests.e2e.processes import LICENSEBOT, ServeProcess, base_env, free_port
+from tests.e2e.processes import LICENSEBOT, ServeProcess, base_env, free_port, serve_env
 
 
 @pytest.fixture
@@ -73,12 +73,10 @@ def test_a_token_slack_refuses_is_reported_at_start(
 def test_serve_answers_healthz_and_signed_commands(
     database_url: str, tmp_path: Path, sim: SlackSim, encryption_key: str
 ) -> None:
-    env = base_env(
+    env = serve_env(
         database_url,
-        SLACK_BOT_TOKEN=TOKEN,
-        SLACK_SIGNING_SECRET=SECRET,
-        SLACK_API_URL=sim.api_url,
-        LICENSEBOT_ENCRYPTION_KEYS=encryption_key,
+        sim.api_url,
+        encryption_key,
     )
     bot = ServeProcess(env, tmp_path)
     try:

@@ -17,8 +17,8 @@ from bot.runtime import Runtime
 from bot.scheduler import Scheduler
 from bot.slacksim.server import SlackSim
 from storage.models import JobRun
-from tests.e2e.conftest import SECRET, TOKEN
-from tests.e2e.processes import ServeProcess, base_env
+from tests.e2e.conftest import TOKEN
+from tests.e2e.processes import ServeProcess, serve_env
 
 IT_CHANNEL = "CIT00001"
 
@@ -46,12 +46,10 @@ def test_a_job_missed_during_downtime_runs_once_with_two_serve_processes(
     job._modify(next_run_time=datetime.now(UTC) - timedelta(days=1))
     store.update_job(job)
 
-    env = base_env(
+    env = serve_env(
         database_url,
-        SLACK_BOT_TOKEN=TOKEN,
-        SLACK_SIGNING_SECRET=SECRET,
-        SLACK_API_URL=sim.api_url,
-        LICENSEBOT_ENCRYPTION_KEYS=encryption_key,
+        sim.api_url,
+        encryption_key,
         LICENSEBOT_IT_CHANNEL=IT_CHANNEL,
     )
     # Both start at once and either may find the job due: it runs once, coalesced, in one.

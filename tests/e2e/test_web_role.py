@@ -18,7 +18,7 @@ from bot.slacksim.server import SlackSim
 from storage.models import OutboxMessage
 from tests import company
 from tests.e2e.conftest import PEOPLE, SECRET, TOKEN, dm_with
-from tests.e2e.processes import ServeProcess, base_env
+from tests.e2e.processes import ServeProcess, serve_env
 
 
 @pytest.fixture
@@ -44,7 +44,9 @@ def _scheduled_jobs(rt: Runtime) -> int:
         return int(conn.execute(sa.text("SELECT count(*) FROM apscheduler_jobs")).scalar_one())
 
 
+@pytest.mark.parametrize("chosen_by", ["flag", "environment"])
 def test_a_web_process_queues_and_an_all_process_delivers(
+    chosen_by: str,
     runtime: Runtime,
     database_url: str,
     tmp_path: Path,
@@ -53,15 +55,17 @@ def test_a_web_process_queues_and_an_all_process_delivers(
     audit_key: str,
 ) -> None:
     company.seed(runtime)
-    env = base_env(
+    env = serve_env(
         database_url,
-        SLACK_BOT_TOKEN=TOKEN,
-        SLACK_SIGNING_SECRET=SECRET,
-        SLACK_API_URL=sim.api_url,
-        LICENSEBOT_ENCRYPTION_KEYS=encryption_key,
+        sim.api_url,
+        encryption_key,
         LICENSEBOT_AUDIT_KEYS=audit_key,
     )
-    web = ServeProcess(env, tmp_path, role="web")
+    # `serve --role web`, or LICENSEBOT_ROLE=web (compose.yaml's way); the worker is then
+    # `--role all`, or `serve` with neither (the default role).
+    by_flag = chosen_by == "flag"
+    web_env = env if by_flag else {**env, "LICENSEBOT_ROLE": "web"}
+    web = ServeProcess(web_env, tmp_path, role="web" if by_flag else None)
     try:
         with SlackSender(sim, web.url + "/slack/events", SECRET) as sender:
             answer = sender.slash(company.EMPLOYEE, "request intellij need it")
@@ -75,7 +79,7 @@ def test_a_web_process_queues_and_an_all_process_delivers(
     assert not sim.calls_to("chat.postMessage")
     assert _scheduled_jobs(runtime) == 0
 
-    worker = ServeProcess(env, tmp_path, role="all")
+    worker = ServeProcess(env, tmp_path, role="all" if by_flag else None)
     try:
         card = sim.wait_for(dm_with(sim, company.MANAGER, "IntelliJ"), timeout=15)
         assert card is not None
