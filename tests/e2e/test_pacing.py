@@ -60,6 +60,11 @@ def rows(rt: Runtime, kind: str) -> list[OutboxMessage]:
         return list(s.exec(stmt.order_by(col(OutboxMessage.id))).all())
 
 
+def all_sent(rt: Runtime, kind: str) -> list[OutboxMessage] | None:
+    found = rows(rt, kind)
+    return found if all(r.status == "sent" for r in found) else None
+
+
 def queue_it_notices(rt: Runtime, clock: ManualClock, count: int) -> None:
     with rt.db.transaction() as s:
         for n in range(count):
@@ -119,7 +124,8 @@ def test_messages_to_one_channel_are_a_second_apart_and_others_keep_flowing(
     assert all(b.at - a.at >= 1.0 for a, b in itertools.pairwise(it_posts))
     # In the order they were queued, none lost, none counted as a failed attempt.
     assert [f"{n} entries" in str(c.args["text"]) for n, c in enumerate(it_posts)] == [True] * 4
-    notices = rows(runtime, notifications.AUDIT_HEAD)
+    # Slack records the post before the dispatcher's thread commits it as sent.
+    notices = slack.wait_for(lambda: all_sent(runtime, notifications.AUDIT_HEAD), what="all sent")
     assert [(r.status, r.attempts) for r in notices] == [("sent", 1)] * 4
 
 
