@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from bot.notifications import DeliveryDeferred, DeliveryFailed, Notifier
+from bot.notifications import IT_DIGEST, IT_DIGEST_FILES, DeliveryDeferred, DeliveryFailed, Notifier
 from bot.runtime import Runtime
 from storage import outbox
 from storage.models import OutboxMessage
@@ -40,6 +40,9 @@ WORKERS = 4
 # thing are delivered in queue order (a step's card is posted, and its ts recorded, before the
 # step_closed that updates it; a seat's webhook "assigned" before its "released").
 _SUBJECTS = ("request_id", "review_id", "assignment_id", "user_id", "reviewer_id", "view_id")
+# Kinds about no one subject that still follow one another: the digest's files come after its
+# message in the channel, as its text says.
+_FOLLOWS = {IT_DIGEST_FILES: IT_DIGEST}
 
 
 def backoff(attempts: int) -> timedelta:
@@ -57,7 +60,8 @@ def partition(kind: str, payload: dict[str, Any]) -> str:
     for field in _SUBJECTS:
         if field in payload:
             return f"{field}={payload[field]}"
-    return f"kind={kind}"  # digests, audit heads...: rare, and kept in order among themselves
+    # Digests, audit heads...: rare, and kept in order among themselves.
+    return f"kind={_FOLLOWS.get(kind, kind)}"
 
 
 class Dispatcher:

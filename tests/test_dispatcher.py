@@ -8,6 +8,7 @@ hold a delivery open and see what else runs meanwhile; tests/e2e/ covers the rea
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -174,6 +175,46 @@ def test_partition_follows_what_a_message_is_about() -> None:
         "step_closed", {"request_id": 8}
     )
     assert partition("it_digest", {"as_of": "x"}) == partition("it_digest", {"as_of": "y"})
+    assert partition("it_digest_files", {"as_of": "x"}) == partition("it_digest", {"as_of": "x"})
+
+
+class SlowDigest:
+    """Takes a moment to post the digest's message; notes when each delivery starts and ends."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.events: list[str] = []
+
+    def deliver(self, kind: str, payload: dict[str, Any]) -> None:
+        with self._lock:
+            self.events.append(f"{kind} start")
+        if kind == notifications.IT_DIGEST:
+            time.sleep(0.3)
+        with self._lock:
+            self.events.append(f"{kind} end")
+
+
+def test_the_digests_files_go_out_after_its_message(runtime: Runtime, clock: ManualClock) -> None:
+    as_of = clock.now().isoformat()
+    queue(
+        runtime,
+        clock,
+        (notifications.IT_DIGEST, {"as_of": as_of}),
+        (notifications.IT_DIGEST_FILES, {"as_of": as_of}),
+    )
+    fake = SlowDigest()
+    dispatcher = Dispatcher(runtime, fake, workers=4)
+    try:
+        assert dispatcher.run_once() == 2
+    finally:
+        dispatcher.stop()
+    # Posted side by side, the files would land in the channel above the text announcing them.
+    assert fake.events == [
+        "it_digest start",
+        "it_digest end",
+        "it_digest_files start",
+        "it_digest_files end",
+    ]
 
 
 def test_the_dispatch_profiler_still_runs(capsys: pytest.CaptureFixture[str]) -> None:
