@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import secrets
 import signal
 import socket
+import sqlite3
 import sys
 import threading
+from contextlib import closing
 from pathlib import Path
 from types import FrameType, TracebackType
 
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from bot.app import Licensebot, assemble
+from bot.clock import Clock
 from bot.demo import DEFAULT_DIR, DEFAULT_PORT, seed
 from bot.demo.controls import Controls, load_clock
 from bot.demo.web import DemoWeb
@@ -35,6 +39,7 @@ from storage import audit, vault
 # The local Slack's bot token: it never leaves this process and its loopback ports.
 DEMO_TOKEN = "xoxb-licensebot-demo-local-only"
 HOST = "127.0.0.1"  # loopback only: the demo API plays Slack for anyone who can reach it
+DATABASE_FILE = "licensebot.db"
 
 
 class DemoSettings(Settings):
@@ -55,7 +60,7 @@ class DemoSettings(Settings):
 
 def demo_settings(data_dir: Path, api_url: str, signing_secret: str) -> Settings:
     return DemoSettings(
-        database_url=f"sqlite:///{data_dir / 'licensebot.db'}",
+        database_url=f"sqlite:///{data_dir / DATABASE_FILE}",
         slack_bot_token=DEMO_TOKEN,
         slack_signing_secret=signing_secret,
         slack_api_url=api_url,
@@ -110,6 +115,9 @@ class DemoRunner:
         sim.start()
         settings = demo_settings(self.data_dir, sim.api_url, signing_secret)
         _quietly_create_key_files(settings)
+        self.seeded = not (self.data_dir / DATABASE_FILE).exists()
+        if self.seeded:
+            _seed_into_place(self.data_dir, settings, clock)
         self._rt = rt = build_runtime(settings, clock=clock)
         self._bot = bot = assemble(
             rt,
@@ -132,7 +140,6 @@ class DemoRunner:
         except OSError as exc:
             raise ConfigError(_bind_problem(self.port, exc)) from None
         sender.app_url = f"{self._server.url}/slack/events"
-        self.seeded = seed.seed(rt)
 
     def serve(self) -> None:
         """Serve until ``request_stop`` (or a signal handler calling it); then close."""
@@ -248,6 +255,30 @@ def _quietly_create_key_files(settings: Settings) -> None:
     first start does not print serve's "back up this key" warnings for made-up data."""
     vault.load_or_create_key_file(settings.key_file())
     audit.load_or_create_key_file(settings.audit_key_file())
+
+
+def _seed_into_place(data_dir: Path, settings: Settings, clock: Clock) -> None:
+    """Load the sample company into a database file of its own and rename it into place once
+    complete: a first start cut short (Ctrl-C, a crash) leaves no half company behind, and the
+    next start begins again from nothing."""
+    final = data_dir / DATABASE_FILE
+    partial = final.with_name(f"{DATABASE_FILE}.seeding")
+    leftovers = [partial.with_name(partial.name + suffix) for suffix in ("", "-wal", "-shm")]
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    rt = build_runtime(
+        settings.model_copy(update={"database_url": f"sqlite:///{partial}"}), clock=clock
+    )
+    try:
+        seed.seed(rt)
+    finally:
+        rt.db.dispose()
+    with closing(sqlite3.connect(partial, isolation_level=None)) as conn:
+        # Everything into the file itself: its WAL would not follow it to the new name.
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    os.replace(partial, final)
+    for path in leftovers:
+        path.unlink(missing_ok=True)
 
 
 def _bind_problem(port: int, exc: OSError) -> str:

@@ -122,6 +122,36 @@ def test_demo_starts_serves_stops_cleanly_and_keeps_its_data(tmp_path: Path) -> 
     assert counts(data) == SEED_COUNTS  # not seeded twice
 
 
+def test_a_first_start_killed_while_seeding_leaves_no_half_company(tmp_path: Path) -> None:
+    data = tmp_path / "demo-data"
+    first = subprocess.Popen(
+        [LICENSEBOT, "demo", "--port", "0", "--data", str(data)],
+        env=clean_env(),
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (data / "licensebot.db.seeding").exists():
+            assert first.poll() is None and time.monotonic() < deadline, "seeding never began"
+            time.sleep(0.002)
+    finally:
+        first.kill()  # as a crash or a pulled plug would: no clean-up runs
+        first.wait(timeout=10)
+    # Cut off while seeding: no database a later start would take as the company.
+    assert not (data / "licensebot.db").exists()
+
+    again = DemoProcess(data, cwd=tmp_path)
+    try:
+        assert "new sample company" in again.notice
+    finally:
+        code, err = again.stop()
+    assert code == 0, err
+    assert counts(data) == SEED_COUNTS
+    assert not list(data.glob("*.seeding*"))
+
+
 def test_a_busy_port_is_one_line_and_a_failure_exit(tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
