@@ -59,15 +59,6 @@ class SeatView:
     release_reason: str
 
 
-@dataclass(frozen=True)
-class Reclaimable:
-    assignment_id: int
-    product_id: str
-    user_id: str
-    nudged_at: datetime
-    last_used_at: datetime | None
-
-
 def days_before(now: datetime, days_column: Any, values: set[int]) -> ColumnElement[Any]:
     """``now`` minus a per-product number of days, as one SQL expression.
 
@@ -275,8 +266,9 @@ def run_daily(rt: Runtime, now: datetime) -> bool:
 
 
 def reclaimable_counts(session: Session, now: datetime) -> dict[str, int]:
-    """How many seats ``reclaimable`` lists, per product: counted in SQL (the digest's
-    figure; a million-seat company can have thousands)."""
+    """Per product, the nudges unanswered past their grace on products that are not
+    reclaimed automatically: IT decides (the digest lists them). Counted in SQL: a
+    million-seat company can have thousands."""
     return {
         str(pid): int(n)
         for unanswered in _unanswered(session, now, col(Product.auto_reclaim).is_(False))
@@ -286,34 +278,6 @@ def reclaimable_counts(session: Session, now: datetime) -> dict[str, int]:
             .group_by(col(Assignment.product_id))
         ).all()
     }
-
-
-def reclaimable(rt: Runtime) -> list[Reclaimable]:
-    """Nudges unanswered past their grace on products that are not reclaimed automatically:
-    IT decides (the digest lists them)."""
-    now = rt.clock.now()
-    with rt.db.read() as session:
-        # Five columns: more than sqlmodel's typed select() takes, so SQLAlchemy's.
-        rows = [
-            row
-            for unanswered in _unanswered(session, now, col(Product.auto_reclaim).is_(False))
-            for row in session.execute(
-                sa_select(
-                    col(Assignment.id),
-                    col(Assignment.product_id),
-                    col(Assignment.user_id),
-                    col(Assignment.nudged_at),
-                    col(Assignment.last_used_at),
-                ).where(unanswered)
-            ).all()
-        ]
-    rows.sort(key=lambda row: (row[1], row[0]))
-    result = []
-    for assignment_id, product_id, user_id, nudged_at, last_used_at in rows:
-        assert assignment_id is not None and nudged_at is not None
-        last = utc(last_used_at) if last_used_at is not None else None
-        result.append(Reclaimable(assignment_id, product_id, user_id, utc(nudged_at), last))
-    return result
 
 
 def seat_view(rt: Runtime, assignment_id: int) -> SeatView | None:
