@@ -104,9 +104,10 @@ class BotServer:
             self._thread.join(timeout=10)
 
 
-def configure_logging() -> None:
+def configure_logging(level: int = logging.INFO) -> None:
+    """One log line per event, ``key=value`` after the logger's name, on stderr."""
     logging.basicConfig(
-        level=logging.INFO,
+        level=level,
         stream=sys.stderr,
         format="ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
     )

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot import json_body
 from bot.directory import quoted
 from bot.runtime import Runtime
 from bot.usage import UsageImportError, UsageRow, record_usage
@@ -111,12 +112,9 @@ def _read_body(environ: dict[str, Any]) -> bytes | None:
 def _parse(body: bytes) -> tuple[list[UsageRow], list[str]]:
     """The items as rows (a malformed item carries its problem), or the body's own problem."""
     try:
-        data = json.loads(body)
-    except (ValueError, RecursionError) as exc:  # ValueError covers bad UTF-8 and bad JSON
-        reason = (
-            str(exc).splitlines()[0][:120] if isinstance(exc, ValueError) else "nested too deep"
-        )
-        return [], [f"body is not JSON ({reason})"]
+        data = json_body.parse(body)
+    except ValueError as exc:
+        return [], [f"body is not JSON ({exc})"]
     if not isinstance(data, list):
         return [], [
             'body must be a JSON array of {"product_id": ..., "user": ..., "last_used_at": ...}'

@@ -16,7 +16,6 @@ import secrets
 import signal
 import socket
 import sqlite3
-import sys
 import threading
 from contextlib import closing
 from pathlib import Path
@@ -31,7 +30,7 @@ from bot.demo.controls import Controls, load_clock
 from bot.demo.web import DemoWeb
 from bot.errors import ConfigError
 from bot.runtime import Runtime, build_runtime
-from bot.server import BotServer
+from bot.server import BotServer, configure_logging
 from bot.settings import Settings
 from bot.slacksim import SlackSender, SlackSim
 from storage import audit, vault
@@ -294,11 +293,7 @@ def _bind_problem(port: int, exc: OSError) -> str:
 
 def run_demo(port: int = DEFAULT_PORT, data_dir: Path = DEFAULT_DIR) -> None:
     """``licensebot demo``: build, print where to look, serve until Ctrl-C or SIGTERM."""
-    logging.basicConfig(
-        level=logging.WARNING,
-        stream=sys.stderr,
-        format="ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
-    )
+    configure_logging(logging.WARNING)  # the page is the demo's output; only problems here
     runner = DemoRunner(data_dir, port=port).open()
 
     def _stop(_signum: int, _frame: FrameType | None) -> None:

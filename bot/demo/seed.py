@@ -168,14 +168,8 @@ def _at(now: datetime, days_ago: int) -> str:
     return (now - timedelta(days=days_ago)).isoformat(timespec="seconds")
 
 
-def is_seeded(rt: Runtime) -> bool:
-    return bool(catalog.list_products(rt, active_only=False))
-
-
-def seed(rt: Runtime) -> bool:
-    """Load the sample company into an empty database; False (nothing done) if it has one."""
-    if is_seeded(rt):
-        return False
+def seed(rt: Runtime) -> None:
+    """Load the sample company into an empty database (the runner's side file)."""
     now = rt.clock.now()
     catalog.load_catalog(rt, _catalog(now), actor=ACTOR, source="demo catalog")
     directory.import_directory(rt, _directory(), actor=ACTOR, source="demo directory")
@@ -191,7 +185,6 @@ def seed(rt: Runtime) -> bool:
     usage.record_usage(rt, rows, source="csv", actor=ACTOR, label="demo usage")
     for user_id, role in ((IT_ADMIN, "it_admin"), (IT_ADMIN_2, "it_admin"), (AUDITOR, "auditor")):
         roles.grant(rt, user_id, role, actor=ACTOR)
-    return True
 
 
 def add_to_slack(sim: SlackSim) -> None:

@@ -23,6 +23,8 @@ from urllib.parse import parse_qs
 
 import httpx
 
+from bot import json_body
+from bot.app import StartResponse, WSGIApp
 from bot.clock import Clock
 from bot.demo import seed
 from bot.demo.controls import MAX_DAYS, Controls
@@ -32,8 +34,6 @@ from bot.slacksim.blockkit import iter_elements
 
 log = logging.getLogger("licensebot.demo")
 
-StartResponse = Callable[..., Any]
-WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 JSON = dict[str, Any]
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -516,9 +516,9 @@ def _body(environ: dict[str, Any]) -> dict[str, Any]:
         raise _bad(f"The body is {length} bytes; at most {MAX_BODY} are accepted.")
     raw = environ["wsgi.input"].read(length) if length > 0 else b""
     try:
-        parsed = json.loads(raw or b"{}")
-    except ValueError:
-        raise _bad("The body is not valid JSON.") from None
+        parsed = json_body.parse(raw or b"{}")
+    except ValueError as exc:
+        raise _bad(f"The body is not valid JSON ({exc}).") from None
     if not isinstance(parsed, dict):
         raise _bad("The body must be a JSON object.")
     return parsed

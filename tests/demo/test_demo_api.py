@@ -17,6 +17,7 @@ import pytest
 from bot import catalog
 from bot.demo import seed
 from bot.demo.runner import DemoRunner
+from bot.demo.web import MAX_BODY
 from bot.slacksim.blockkit import iter_elements
 
 EMMA, MARCUS, INES, AIKO = seed.EMPLOYEE, seed.MANAGER, seed.IT_ADMIN, seed.AUDITOR
@@ -249,15 +250,22 @@ def test_controls_reclaim_digest_and_advance(api: httpx.Client, demo: DemoRunner
     got = api.get(png["url"])
     assert got.status_code == 200 and got.headers["content-type"] == "image/png"
     assert got.content.startswith(b"\x89PNG")
+    assert got.headers["content-disposition"].startswith("inline;")  # shown in the page
     csv_file = next(f for f in files if f["name"].endswith(".csv"))
-    assert api.get(csv_file["url"]).text.startswith("product_id,")
+    csv_got = api.get(csv_file["url"])
+    assert csv_got.text.startswith("product_id,")
+    assert csv_got.headers["content-disposition"].startswith("attachment;")  # downloaded
     # The channel is for its members: Emma does not see it.
     assert seed.IT_CHANNEL not in state(api, EMMA)["messages"]
 
-    before = datetime.fromisoformat(state(api, EMMA)["now"])
+    seen = state(api, EMMA)
+    before = datetime.fromisoformat(seen["now"])
     moved = api.post("/demo/api/control", json={"action": "advance", "days": 3}).json()
     assert moved["ok"] is True and "3 days" in moved["message"]
-    after = datetime.fromisoformat(state(api, EMMA)["now"])
+    seen_after = state(api, EMMA)
+    after = datetime.fromisoformat(seen_after["now"])
+    # The page re-reads what changed by the version: moving the clock is a change.
+    assert seen_after["version"] > seen["version"]
     assert timedelta(days=3) <= after - before < timedelta(days=3, seconds=30)
     assert demo.runtime.clock.now() - after < timedelta(seconds=30)
 
@@ -294,6 +302,12 @@ def test_bad_input_is_refused_with_a_sentence_and_changes_nothing(
         400,
     )
     refused(api.post("/demo/api/command", json=["not", "an", "object"]), 400)
+    nested = b"[" * 30_000 + b"]" * 30_000  # under the size limit, too deep for the parser
+    assert len(nested) < MAX_BODY
+    refused(
+        api.post("/demo/api/command", content=nested, headers={"content-type": "application/json"}),
+        400,
+    )
     for days in (0, 10000, -1, "3", 2.5, True, None):
         refused(api.post("/demo/api/control", json={"action": "advance", "days": days}), 400)
     refused(api.post("/demo/api/control", json={"action": "shutdown"}), 400)

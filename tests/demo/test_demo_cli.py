@@ -38,10 +38,10 @@ def clean_env() -> dict[str, str]:
 
 
 class DemoProcess:
-    def __init__(self, data_dir: Path, cwd: Path) -> None:
+    def __init__(self, data_dir: Path, cwd: Path, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
             [LICENSEBOT, "demo", "--port", "0", "--data", str(data_dir)],
-            env=clean_env(),
+            env=env or clean_env(),
             cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -120,6 +120,29 @@ def test_demo_starts_serves_stops_cleanly_and_keeps_its_data(tmp_path: Path) -> 
         code, err = again.stop()
     assert code == 0, err
     assert counts(data) == SEED_COUNTS  # not seeded twice
+
+
+def test_a_real_deployments_settings_never_reach_the_demo(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "production.db"
+    dotenv_db = tmp_path / "dotenv.db"
+    (tmp_path / ".env").write_text(
+        f"DATABASE_URL=sqlite:///{dotenv_db}\nLICENSEBOT_IT_CHANNEL=not-a-channel\n"
+    )
+    env = {
+        **clean_env(),
+        "DATABASE_URL": f"sqlite:///{elsewhere}",
+        "LICENSEBOT_ENCRYPTION_KEYS": "not-a-fernet-key",  # serve would refuse to start
+        "SLACK_BOT_TOKEN": "xoxb-a-real-workspace",
+    }
+    data = tmp_path / "demo-data"
+    demo = DemoProcess(data, cwd=tmp_path, env=env)
+    try:
+        assert httpx.get(demo.url + "/healthz").json() == {"ok": True}
+    finally:
+        code, err = demo.stop()
+    assert code == 0, err
+    assert counts(data) == SEED_COUNTS  # the demo's own database, in its own folder
+    assert not elsewhere.exists() and not dotenv_db.exists()
 
 
 def test_a_first_start_killed_while_seeding_leaves_no_half_company(tmp_path: Path) -> None:
