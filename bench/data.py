@@ -375,7 +375,7 @@ class SqlTimer:
                     if method.startswith("execute"):
                         timer.statements += 1
                         last[0] = " ".join(str(args[0]).split())[:150] if args else method
-                    key = last[0] or method
+                    key = "COMMIT" if method == "commit" else (last[0] or method)
                     timer.by_statement[key] = timer.by_statement.get(key, 0.0) + spent
 
             return call

@@ -93,6 +93,7 @@ def _raw_decision(rt: Runtime, request_id: int, approver: str, key_id: int) -> N
     req_t = LicenseRequest.__table__  # type: ignore[attr-defined]  # SQLModel table
     dec_t = Decision.__table__  # type: ignore[attr-defined]
     asg_t = Assignment.__table__  # type: ignore[attr-defined]
+    key_t = LicenseKey.__table__  # type: ignore[attr-defined]
     out_t = OutboxMessage.__table__  # type: ignore[attr-defined]
     now = datetime.now(UTC)
     subject = f"request:{request_id}"
@@ -147,6 +148,7 @@ def _raw_decision(rt: Runtime, request_id: int, approver: str, key_id: int) -> N
             )
             .returning(asg_t.c.id)
         ).scalar_one()
+        conn.execute(sa.update(key_t).where(key_t.c.id == key_id).values(handed_out_at=now))
         _audit(
             conn,
             rt,

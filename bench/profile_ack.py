@@ -89,7 +89,8 @@ def _time(
 def _print_statements(
     engine: sa.Engine, app: WSGI, bodies: dict[str, list[Callable[[], serving.Body]]]
 ) -> None:
-    """The statements one request of each kind sends (its last one: caches are warm)."""
+    """The statements one request of each kind sends: the first of its kind in this process,
+    before the timed ones (a cache filled on first use would show here, not in the timings)."""
     seen: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:

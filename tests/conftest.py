@@ -16,7 +16,7 @@ from sqlalchemy.pool import NullPool
 from bot.clock import ManualClock
 from bot.runtime import Runtime
 from storage.audit import AuditSigner, generate_key
-from storage.db import Database
+from storage.db import Database, sqlite_path
 from storage.vault import Vault
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -72,14 +72,19 @@ def copy_database(template: str, url: str) -> None:
     if url.startswith("postgresql"):
         recreate_database(url, template=template)
     else:
-        shutil.copyfile(make_url(template).database or "", make_url(url).database or "")
+        source, target = sqlite_path(template), sqlite_path(url)
+        assert source is not None and target is not None
+        shutil.copyfile(source, target)
 
 
 @pytest.fixture
-def database_url(tmp_path: Path) -> str:
+def database_url(tmp_path: Path, request: pytest.FixtureRequest) -> str:
     url = os.environ.get("TEST_DATABASE_URL")
     if url:
-        reset_database(url)
+        # A test with a runtime has the database made again from the template (``runtime``):
+        # emptying it first would be work thrown away.
+        if "runtime" not in request.fixturenames:
+            reset_database(url)
         return url
     return f"sqlite:///{tmp_path / 'licensebot.db'}"
 

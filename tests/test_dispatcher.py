@@ -21,6 +21,7 @@ from bot.clock import ManualClock
 from bot.dispatcher import Dispatcher, partition
 from bot.notifications import DeliveryDeferred, DeliveryFailed
 from bot.runtime import Runtime
+from storage.db import Database
 from storage.models import OutboxMessage
 
 
@@ -33,6 +34,15 @@ def queue(rt: Runtime, clock: ManualClock, *rows: tuple[str, dict[str, Any]]) ->
 def outbox_rows(rt: Runtime) -> list[OutboxMessage]:
     with rt.db.read() as s:
         return list(s.exec(select(OutboxMessage).order_by(col(OutboxMessage.id))).all())
+
+
+def deliver_once(rt: Runtime, notifier: Any, **options: Any) -> int:
+    """One ``run_once`` of a dispatcher built with ``options``, its workers stopped after."""
+    dispatcher = Dispatcher(rt, notifier, **options)
+    try:
+        return dispatcher.run_once()
+    finally:
+        dispatcher.stop()
 
 
 class Overlaps:
@@ -77,11 +87,7 @@ def test_rows_about_one_request_go_in_queue_order_one_at_a_time(
         ],
     )
     fake = Overlaps()
-    dispatcher = Dispatcher(runtime, fake, workers=4)
-    try:
-        assert dispatcher.run_once() == 6
-    finally:
-        dispatcher.stop()
+    assert deliver_once(runtime, fake, workers=4) == 6
     assert fake.overlapped == []
     for r in (1, 2, 3):
         kinds = [kind for request, kind in fake.order if request == r]
@@ -109,11 +115,7 @@ def test_rows_about_different_things_are_delivered_at_once(
         (notifications.REQUEST_APPROVED, {"request_id": 2}),
         (notifications.NOTICE, {"user_id": "UEMPLOYEE", "text": "hi"}),
     )
-    dispatcher = Dispatcher(runtime, Together(3), workers=3)
-    try:
-        assert dispatcher.run_once() == 3
-    finally:
-        dispatcher.stop()
+    assert deliver_once(runtime, Together(3), workers=3) == 3
     # One at a time, the first would have waited for the others in vain and failed.
     assert [(m.status, m.last_error) for m in outbox_rows(runtime)] == [("sent", "")] * 3
 
@@ -145,13 +147,10 @@ def test_a_batch_writes_back_sent_deferred_and_failed_rows(
     )
     failed: list[int] = []
     until = clock.now() + timedelta(minutes=1)
-    dispatcher = Dispatcher(
+    told = deliver_once(
         runtime, Mixed(until), workers=2, on_failed=lambda _s, row, _now: failed.append(row.id or 0)
     )
-    try:
-        assert dispatcher.run_once() == 4
-    finally:
-        dispatcher.stop()
+    assert told == 4
     rows = outbox_rows(runtime)
     assert [(m.status, m.attempts, m.last_error) for m in rows] == [
         ("sent", 1, ""),
@@ -203,11 +202,7 @@ def test_the_digests_files_go_out_after_its_message(runtime: Runtime, clock: Man
         (notifications.IT_DIGEST_FILES, {"as_of": as_of}),
     )
     fake = SlowDigest()
-    dispatcher = Dispatcher(runtime, fake, workers=4)
-    try:
-        assert dispatcher.run_once() == 2
-    finally:
-        dispatcher.stop()
+    assert deliver_once(runtime, fake, workers=4) == 2
     # Posted side by side, the files would land in the channel above the text announcing them.
     assert fake.events == [
         "it_digest start",
@@ -222,3 +217,67 @@ def test_the_dispatch_profiler_still_runs(capsys: pytest.CaptureFixture[str]) ->
     assert profile_dispatch.main(["--teams", "3", "--workers", "2"]) == 0
     out = capsys.readouterr().out
     assert "approval cards" in out and "step_closed + request_approved" in out
+
+
+def test_a_commit_that_queues_wakes_the_listening_dispatchers(runtime: Runtime) -> None:
+    """Web processes do not deliver: the `all` processes' dispatchers are woken the moment a
+    transaction that queued messages commits (PostgreSQL: NOTIFY; SQLite: the file's
+    data_version, watched from a connection of their own)."""
+    heard = threading.Event()
+    stop = threading.Event()
+    listening = threading.Thread(target=runtime.db.listen_outbox, args=(heard.set, stop))
+    listening.start()
+    try:
+        # The listener starts listening (LISTEN, or its first data_version) on its own thread:
+        # queue until a commit is heard.
+        for _ in range(50):
+            with runtime.db.transaction() as session:
+                notifications.queue(
+                    session,
+                    notifications.AUDIT_HEAD,
+                    now=runtime.clock.now(),
+                    entries=0,
+                    head="x",
+                    day="2026-12-05",
+                )
+            if heard.wait(0.2):
+                break
+        assert heard.is_set()
+    finally:
+        stop.set()
+        listening.join(timeout=5)
+    assert not listening.is_alive()
+
+
+class Delivered:
+    """Notes that something was delivered."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def deliver(self, kind: str, payload: dict[str, Any]) -> None:
+        self.event.set()
+
+
+def test_a_started_dispatcher_delivers_what_another_process_commits_without_waiting_to_poll(
+    runtime: Runtime, clock: ManualClock
+) -> None:
+    # `serve --role web` processes queue and wake no one here: a started dispatcher hears
+    # their commits (its listener thread) long before its next poll, a minute away.
+    delivered = Delivered()
+    dispatcher = Dispatcher(runtime, delivered, poll_seconds=60)
+    other = Database(runtime.db.url)  # another process's connections to the same database
+    dispatcher.start()
+    try:
+        # Its listener begins on its own thread: queue until it has heard a commit.
+        for _ in range(50):
+            with other.transaction() as session:
+                notifications.queue(
+                    session, notifications.NOTICE, now=clock.now(), user_id="U1", text="hi"
+                )
+            if delivered.event.wait(0.2):
+                break
+        assert delivered.event.is_set()
+    finally:
+        dispatcher.stop()
+        other.dispose()

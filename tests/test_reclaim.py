@@ -137,6 +137,7 @@ def test_unanswered_nudges_are_reclaimed_or_listed_after_grace(
     assert waiting.status == "waitlisted"
     with rt.db.transaction() as s:
         reclaim.scan(s, rt, now=clock.now())
+    assert listed_for_it(rt, clock) == {}  # just nudged: its grace period has not passed
     clock.advance(timedelta(days=6))
     with rt.db.transaction() as s:
         assert reclaim.scan(s, rt, now=clock.now()).reclaimed == 0

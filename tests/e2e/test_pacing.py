@@ -92,10 +92,7 @@ def test_a_reclaim_fan_out_to_many_dms_goes_out_at_once(
     assert jobs.JOBS["reclaim"].run(runtime, clock.now())
     # Every nudge goes to its own DM: none waits for another, the clock never moves.
     slack.wait_for(
-        lambda: (
-            len(rows(runtime, notifications.RECLAIM_NUDGE)) == len(FANS)
-            and all(r.status == "sent" for r in rows(runtime, notifications.RECLAIM_NUDGE))
-        ),
+        lambda: len(all_sent(runtime, notifications.RECLAIM_NUDGE) or []) == len(FANS),
         what="every nudge sent",
     )
     assert {slack.dm_channel(u) for u in FANS} <= {c.response["channel"] for c in posts(slack)}
@@ -166,8 +163,7 @@ def test_a_429_pauses_every_delivery_for_retry_after_without_using_attempts(
     slack.wait_for(lambda: len(posts(slack)) == 3, what="both delivered after the pause")
     slack.wait_for(
         lambda: all(
-            r.status == "sent"
-            for r in rows(runtime, notifications.AUDIT_HEAD) + rows(runtime, notifications.NOTICE)
+            all_sent(runtime, kind) for kind in (notifications.AUDIT_HEAD, notifications.NOTICE)
         )
     )
     for row in rows(runtime, notifications.AUDIT_HEAD) + rows(runtime, notifications.NOTICE):

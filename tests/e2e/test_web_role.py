@@ -3,8 +3,6 @@ the `--role all` processes (README: "Deploying to production")."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,18 +15,8 @@ from bot.slacksim.sender import SlackSender
 from bot.slacksim.server import SlackSim
 from storage.models import OutboxMessage
 from tests import company
-from tests.e2e.conftest import PEOPLE, SECRET, TOKEN, dm_with
+from tests.e2e.conftest import SECRET, dm_with
 from tests.e2e.processes import ServeProcess, serve_env
-
-
-@pytest.fixture
-def sim() -> Iterator[SlackSim]:
-    sim = SlackSim(bot_token=TOKEN)
-    for user_id, name in PEOPLE.items():
-        sim.add_user(user_id, name=name, email=f"{name}@example.com")
-    sim.start()
-    yield sim
-    sim.stop()
 
 
 def _pending(rt: Runtime) -> list[str]:
@@ -50,14 +38,14 @@ def test_a_web_process_queues_and_an_all_process_delivers(
     runtime: Runtime,
     database_url: str,
     tmp_path: Path,
-    sim: SlackSim,
+    slack: SlackSim,
     encryption_key: str,
     audit_key: str,
 ) -> None:
     company.seed(runtime)
     env = serve_env(
         database_url,
-        sim.api_url,
+        slack.api_url,
         encryption_key,
         LICENSEBOT_AUDIT_KEYS=audit_key,
     )
@@ -67,7 +55,7 @@ def test_a_web_process_queues_and_an_all_process_delivers(
     web_env = env if by_flag else {**env, "LICENSEBOT_ROLE": "web"}
     web = ServeProcess(web_env, tmp_path, role="web" if by_flag else None)
     try:
-        with SlackSender(sim, web.url + "/slack/events", SECRET) as sender:
+        with SlackSender(slack, web.url + "/slack/events", SECRET) as sender:
             answer = sender.slash(company.EMPLOYEE, "request intellij need it")
         assert answer.status_code == 200
     finally:
@@ -76,44 +64,14 @@ def test_a_web_process_queues_and_an_all_process_delivers(
     # An `all` process drains its outbox before it exits; a web one left the card queued and
     # scheduled nothing.
     assert notifications.APPROVAL_CARD in _pending(runtime)
-    assert not sim.calls_to("chat.postMessage")
+    assert not slack.calls_to("chat.postMessage")
     assert _scheduled_jobs(runtime) == 0
 
     worker = ServeProcess(env, tmp_path, role="all" if by_flag else None)
     try:
-        card = sim.wait_for(dm_with(sim, company.MANAGER, "IntelliJ"), timeout=15)
+        card = slack.wait_for(dm_with(slack, company.MANAGER, "IntelliJ"), timeout=15)
         assert card is not None
         assert _scheduled_jobs(runtime) > 0
     finally:
         worker.stop()
     assert _pending(runtime) == []
-
-
-def test_a_commit_that_queues_wakes_the_listening_dispatchers(runtime: Runtime) -> None:
-    """Web processes do not deliver: the `all` processes' dispatchers are woken the moment a
-    transaction that queued messages commits (PostgreSQL: NOTIFY; SQLite: the file's
-    data_version, watched from a connection of their own)."""
-    heard = threading.Event()
-    stop = threading.Event()
-    listening = threading.Thread(target=runtime.db.listen_outbox, args=(heard.set, stop))
-    listening.start()
-    try:
-        # The listener starts listening (LISTEN, or its first data_version) on its own thread:
-        # queue until a commit is heard.
-        for _ in range(50):
-            with runtime.db.transaction() as session:
-                notifications.queue(
-                    session,
-                    notifications.AUDIT_HEAD,
-                    now=runtime.clock.now(),
-                    entries=0,
-                    head="x",
-                    day="2026-12-05",
-                )
-            if heard.wait(0.2):
-                break
-        assert heard.is_set()
-    finally:
-        stop.set()
-        listening.join(timeout=5)
-    assert not listening.is_alive()
