@@ -13,8 +13,8 @@
   const POLL_MS = 700;
   const BOT_NAME = "licensebot";
   const REQUIRED_MESSAGE = "Please complete this required field.";
-  // The seeded second IT admin is not a persona, but the bot mentions him (see DEMO_API.md).
-  const SEEDED_NAMES = { U0DEMOIT2: "Ivan Petrov" };
+  // The state names a channel only to its members, but the bot mentions the IT channel to
+  // everyone (docs/demo.md, "Seeded company").
   const SEEDED_CHANNELS = { C0DEMOIT1: "it-licenses" };
   // Shortcodes the bot writes, and a few common ones; unknown codes stay as typed, like Slack.
   const EMOJI = {
@@ -44,14 +44,14 @@
 
   const app = {
     personas: [],
-    users: {}, // user id -> name, everyone in the seeded directory (from /personas)
     botUserId: "",
     persona: null, // the persona object being viewed
-    names: new Map(), // user id -> display name
-    channels: new Map(), // channel id -> name
+    names: new Map(), // user id -> display name, everyone in the workspace (from /personas)
+    channels: new Map(Object.entries(SEEDED_CHANNELS)), // channel id -> name
     state: null, // the last /demo/api/state answer for the persona
     renderedVersion: null,
     renderedView: "",
+    frameSig: "", // what the pane header and composer were last built from
     conversation: null, // id of the open conversation ("home" for App Home)
     lastConversation: {}, // persona key -> conversation id
     seen: {}, // persona key -> conversation id -> newest ts seen
@@ -132,11 +132,11 @@
     if (/^@[UWB][A-Z0-9]+$/.test(target)) {
       const id = target.slice(1);
       const name = label ? decodeSlack(label).replace(/^@/, "") : userName(id);
-      return `<span class="mk-mention" data-user="${escapeHtml(id)}">@${escapeHtml(name)}</span>`;
+      return `<span class="mk-mention">@${escapeHtml(name)}</span>`;
     }
     if (/^#[CG][A-Z0-9]+$/.test(target)) {
       const name = label ? decodeSlack(label) : channelName(target.slice(1));
-      return `<span class="mk-mention mk-channel">#${escapeHtml(name)}</span>`;
+      return `<span class="mk-mention">#${escapeHtml(name)}</span>`;
     }
     if (target.startsWith("!")) {
       const command = target.slice(1);
@@ -225,7 +225,7 @@
         let prose = part;
         if (i > 0) prose = prose.replace(/^\n/, "");
         if (i < parts.length - 1) prose = prose.replace(/\n$/, "");
-        if (prose) html += `<span class="mk-text">${renderLines(prose)}</span>`;
+        if (prose) html += renderLines(prose);
       }
     });
     return html;
@@ -249,7 +249,7 @@
       node.classList.add("mk");
       node.innerHTML = mrkdwn(obj.text);
     } else {
-      node.textContent = obj.emoji === false ? String(obj.text || "") : emojify(obj.text || "");
+      node.textContent = plain(obj);
     }
     return node;
   }
@@ -312,17 +312,20 @@
     return node;
   }
 
+  function dismissButton(className, onClick) {
+    const node = el("button", className, "Dismiss");
+    node.type = "button";
+    node.addEventListener("click", onClick);
+    return node;
+  }
+
   let resultTimer = null;
 
   function showControlResult(text, isError) {
     const node = $("control-result");
-    node.replaceChildren(withCode(el("span", "demo-result-text"), text));
-    const close = el("button", "demo-result-close", "Dismiss");
-    close.type = "button";
-    close.addEventListener("click", () => {
+    node.replaceChildren(withCode(el("span"), text), dismissButton("demo-result-close", () => {
       node.hidden = true;
-    });
-    node.append(close);
+    }));
     node.classList.toggle("is-error", Boolean(isError));
     node.hidden = false;
     clearTimeout(resultTimer);
@@ -338,14 +341,18 @@
     node.hidden = !text;
   }
 
+  function setOffline(offline, message) {
+    // Only the change is shown: the error is a live region, so saying it again at every failed
+    // poll would make screen readers repeat it.
+    if (document.body.classList.contains("is-offline") === offline) return;
+    document.body.classList.toggle("is-offline", offline);
+    showComposerError(offline ? message : "");
+  }
+
   function toast(text) {
     const box = $("toasts");
     const node = el("div", "toast");
-    node.append(withCode(el("span", "toast-text"), text));
-    const close = el("button", "toast-close", "Dismiss");
-    close.type = "button";
-    close.addEventListener("click", () => node.remove());
-    node.append(close);
+    node.append(withCode(el("span", "toast-text"), text), dismissButton("toast-close", () => node.remove()));
     box.append(node);
     setTimeout(() => node.remove(), 9000);
   }
@@ -353,34 +360,67 @@
   // ------------------------------------------------------------------------------------------
   // Interactions: what a Slack client sends when someone clicks or submits
 
-  async function sendAction(source, block, element, extra) {
-    const body = {
+  async function busy(node, work, onError = (err) => toast(err.message)) {
+    // `node` is disabled while `work` runs; a re-render may replace it, until then the person
+    // can try again. Errors go to `onError` (a toast unless the caller shows them elsewhere).
+    node.disabled = true;
+    node.classList.add("is-busy");
+    try {
+      await work();
+    } catch (err) {
+      onError(err);
+    } finally {
+      node.disabled = false;
+      node.classList.remove("is-busy");
+    }
+  }
+
+  async function send(path, body) {
+    // Tell Slack (the demo server) something, say so if it failed, and look again.
+    try {
+      await api(path, body);
+    } catch (err) {
+      toast(err.message);
+    }
+    pollSoon();
+  }
+
+  function sendAction(source, block, element, extra) {
+    return send("/action", {
       user: userId(),
       source,
       block_id: block.block_id,
       action_id: element.action_id,
       ...extra,
-    };
-    await api("/action", body);
-    pollSoon();
+    });
+  }
+
+  function dialogShell({ tag, variant, role, titleId, title }) {
+    // The frame of a modal and of a confirm dialog: backdrop, box, head, body, foot.
+    const backdrop = el("div", variant ? `modal-backdrop ${variant}-backdrop` : "modal-backdrop");
+    const box = el(tag, variant ? `modal ${variant}` : "modal");
+    box.setAttribute("role", role);
+    box.setAttribute("aria-modal", "true");
+    box.setAttribute("aria-labelledby", titleId);
+    const head = el("div", "modal-head");
+    const heading = el("h2", "modal-title", title);
+    heading.id = titleId;
+    head.append(heading);
+    const body = el("div", "modal-body");
+    const foot = el("div", "modal-foot");
+    box.append(head, body, foot);
+    backdrop.append(box);
+    return { backdrop, box, head, body, foot };
   }
 
   function confirmDialog(confirm) {
     // Slack asks before running a button that carries a "confirm" object.
     return new Promise((resolve) => {
-      const backdrop = el("div", "modal-backdrop confirm-backdrop");
-      const box = el("div", "modal confirm");
-      box.setAttribute("role", "alertdialog");
-      box.setAttribute("aria-modal", "true");
-      const titleId = "confirm-title";
-      box.setAttribute("aria-labelledby", titleId);
-      const head = el("div", "modal-head");
-      const title = el("h2", "modal-title", plain(confirm.title) || "Are you sure?");
-      title.id = titleId;
-      head.append(title);
-      const body = el("div", "modal-body");
+      const { backdrop, body, foot } = dialogShell({
+        tag: "div", variant: "confirm", role: "alertdialog", titleId: "confirm-title",
+        title: plain(confirm.title) || "Are you sure?",
+      });
       body.append(textObject(confirm.text, "confirm-text"));
-      const foot = el("div", "modal-foot");
       const no = el("button", "bk-btn bk-btn-lg", plain(confirm.deny) || "Cancel");
       const yes = el("button", `bk-btn bk-btn-lg ${confirm.style === "danger" ? "bk-danger" : "bk-primary"}`,
         plain(confirm.confirm) || "Yes");
@@ -396,8 +436,6 @@
         if (event.key === "Escape") finish(false);
       });
       foot.append(no, yes);
-      box.append(head, body, foot);
-      backdrop.append(box);
       document.body.append(backdrop);
       yes.focus();
     });
@@ -410,7 +448,6 @@
     node.dataset.actionId = element.action_id || "";
     if (element.url) {
       // A link button opens its page; the demo does not report the click to the bot.
-      node.classList.add("bk-link-btn");
       node.addEventListener("click", () => {
         if (safeUrl(element.url)) window.open(element.url, "_blank", "noopener,noreferrer");
       });
@@ -418,54 +455,24 @@
     }
     node.addEventListener("click", async () => {
       if (element.confirm && !(await confirmDialog(element.confirm))) return;
-      node.disabled = true;
-      node.classList.add("is-busy");
-      try {
-        const extra = element.value !== undefined ? { value: element.value } : {};
-        await sendAction(ctx.source, block, element, extra);
-      } catch (err) {
-        toast(err.message);
-      } finally {
-        // A re-render replaces the node; until then, let the person try again.
-        node.disabled = false;
-        node.classList.remove("is-busy");
-      }
+      const extra = element.value !== undefined ? { value: element.value } : {};
+      await busy(node, () => sendAction(ctx.source, block, element, extra));
     });
     return node;
   }
 
   function optionList(element) {
     // [{label, options:[{text, value}]}] with label null for ungrouped options.
+    const options = (list) => (list || []).map((o) => ({ text: plain(o.text), value: o.value }));
     if (Array.isArray(element.option_groups)) {
       return element.option_groups.map((group) => ({
-        label: plain(group.label),
-        options: (group.options || []).map((o) => ({ text: plain(o.text), value: o.value })),
+        label: plain(group.label), options: options(group.options),
       }));
     }
-    return [{
-      label: null,
-      options: (element.options || []).map((o) => ({ text: plain(o.text), value: o.value })),
-    }];
+    return [{ label: null, options: options(element.options) }];
   }
 
-  function userOptions() {
-    const people = [...app.names.entries()]
-      .filter(([id]) => id !== app.botUserId && !id.startsWith("B"))
-      .sort((a, b) => a[1].localeCompare(b[1]));
-    return [{ label: null, options: people.map(([id, name]) => ({ text: name, value: id })) }];
-  }
-
-  function select(element, block, ctx, interactive) {
-    const node = el("select", "bk-select");
-    node.dataset.actionId = element.action_id || "";
-    node.dataset.elementType = element.type;
-    const users = element.type === "users_select";
-    const placeholder = el("option", null,
-      plain(element.placeholder) || (users ? "Select a person" : "Select an item"));
-    placeholder.value = "";
-    placeholder.disabled = true;
-    node.append(placeholder);
-    const groups = users ? userOptions() : optionList(element);
+  function appendOptions(node, groups) {
     for (const group of groups) {
       const parent = group.label ? el("optgroup") : node;
       if (group.label) {
@@ -478,22 +485,33 @@
         parent.append(item);
       }
     }
+  }
+
+  function userOptions() {
+    const people = [...app.names.entries()]
+      .filter(([id]) => id !== app.botUserId && !id.startsWith("B"))
+      .sort((a, b) => a[1].localeCompare(b[1]));
+    return [{ label: null, options: people.map(([id, name]) => ({ text: name, value: id })) }];
+  }
+
+  function select(element, block, ctx, interactive) {
+    const node = el("select", "bk-select");
+    node.dataset.actionId = element.action_id || "";
+    const users = element.type === "users_select";
+    const placeholder = el("option", null,
+      plain(element.placeholder) || (users ? "Select a person" : "Select an item"));
+    placeholder.value = "";
+    placeholder.disabled = true;
+    node.append(placeholder);
+    appendOptions(node, users ? userOptions() : optionList(element));
     const initial = users
       ? element.initial_user
       : element.initial_option && element.initial_option.value;
     node.value = initial != null ? initial : "";
     if (node.value === "" || node.selectedIndex < 0) node.value = "";
     if (interactive) {
-      node.addEventListener("change", async () => {
-        node.disabled = true;
-        try {
-          await sendAction(ctx.source, block, element, { selected_option_value: node.value });
-        } catch (err) {
-          toast(err.message);
-        } finally {
-          node.disabled = false;
-        }
-      });
+      node.addEventListener("change", () => busy(node,
+        () => sendAction(ctx.source, block, element, { selected_option_value: node.value })));
     }
     return node;
   }
@@ -505,32 +523,22 @@
     head.value = "";
     head.disabled = true;
     node.append(head);
-    for (const o of element.options || []) {
-      const item = el("option", null, plain(o.text));
-      item.value = o.value;
-      node.append(item);
-    }
+    appendOptions(node, optionList(element));
     node.value = "";
-    node.addEventListener("change", async () => {
+    node.addEventListener("change", () => {
       const value = node.value;
       node.value = "";
-      try {
-        await sendAction(ctx.source, block, element, { selected_option_value: value });
-      } catch (err) {
-        toast(err.message);
-      }
+      sendAction(ctx.source, block, element, { selected_option_value: value });
     });
     return node;
   }
 
-  function textInput(element, id) {
+  function textInput(element) {
     const multiline = Boolean(element.multiline);
     const node = el(multiline ? "textarea" : "input", "bk-text");
     if (!multiline) node.type = "text";
     if (multiline) node.rows = 4;
-    node.id = id;
     node.dataset.actionId = element.action_id || "";
-    node.dataset.elementType = element.type;
     if (element.placeholder) node.placeholder = plain(element.placeholder);
     if (element.max_length) node.maxLength = element.max_length;
     if (element.initial_value) node.value = element.initial_value;
@@ -563,7 +571,7 @@
       case "image":
         return image(element, "bk-acc-img");
       case "plain_text_input":
-        return textInput(element, options && options.id ? options.id : "");
+        return textInput(element);
       default:
         return unsupported(element.type || "element");
     }
@@ -640,10 +648,10 @@
     const id = domId("in", ctx.viewId || "msg", block.block_id, block.element && block.element.action_id);
     const label = el("label", "bk-label");
     label.htmlFor = id;
-    label.append(el("span", "bk-label-text", plain(block.label)));
+    label.append(plain(block.label));
     if (block.optional) label.append(el("span", "bk-optional", " (optional)"));
     node.append(label);
-    const field = block.element ? element(block.element, block, ctx, { inInput: true, id }) : null;
+    const field = block.element ? element(block.element, block, ctx, { inInput: true }) : null;
     if (field) {
       field.id = id;
       const typed = stateValue(ctx.state, block.block_id, block.element.action_id);
@@ -652,17 +660,20 @@
     }
     if (block.hint) node.append(el("div", "bk-hint", plain(block.hint)));
     const error = ctx.errors && block.block_id ? ctx.errors[block.block_id] : "";
-    if (error) {
-      const errorNode = el("div", "bk-error", error);
-      errorNode.id = `${id}--error`;
-      errorNode.setAttribute("role", "alert");
-      if (field) {
-        field.setAttribute("aria-invalid", "true");
-        field.setAttribute("aria-describedby", errorNode.id);
-      }
-      node.classList.add("has-error");
-      node.append(errorNode);
+    if (error) markFieldError(node, field, error);
+  }
+
+  function markFieldError(node, field, message) {
+    // The error goes last in its input block (after the hint), and the field points at it.
+    const error = el("div", "bk-error", message);
+    error.id = `${field ? field.id : domId("in", node.dataset.blockId || "")}--error`;
+    error.setAttribute("role", "alert");
+    if (field) {
+      field.setAttribute("aria-invalid", "true");
+      field.setAttribute("aria-describedby", error.id);
     }
+    node.classList.add("has-error");
+    node.append(error);
   }
 
   function renderBlocks(blocks, ctx) {
@@ -676,13 +687,14 @@
   // ------------------------------------------------------------------------------------------
   // Messages
 
+  const fromBot = (message) => Boolean(message.bot || !message.user);
+
   function senderName(message) {
-    if (message.bot || !message.user) return BOT_NAME;
-    return userName(message.user);
+    return fromBot(message) ? BOT_NAME : userName(message.user);
   }
 
   function senderKey(message) {
-    return message.bot || !message.user ? "bot" : message.user;
+    return fromBot(message) ? "bot" : message.user;
   }
 
   function isCompact(prev, message) {
@@ -700,7 +712,6 @@
       const isImage = String(file.mimetype || "").startsWith("image/");
       if (isImage && url) {
         const figure = el("figure", "msg-file-image");
-        figure.dataset.fileId = file.id || "";
         const link = el("a");
         link.href = url;
         link.target = "_blank";
@@ -713,7 +724,6 @@
         box.append(figure);
       } else {
         const card = el(url ? "a" : "div", "msg-file-card");
-        card.dataset.fileId = file.id || "";
         if (url) {
           card.href = url;
           card.setAttribute("download", file.name || "");
@@ -741,17 +751,14 @@
     const node = el("div", "msg");
     node.dataset.ts = message.ts;
     node.setAttribute("role", "article");
-    if (message.ephemeral) {
-      node.dataset.ephemeral = "true";
-      node.classList.add("msg-ephemeral");
-    }
+    if (message.ephemeral) node.dataset.ephemeral = "true";
     if (compact) node.classList.add("msg-compact");
     const time = TIME.format(tsDate(message.ts));
     const gutter = el("div", "msg-gutter");
     if (compact) {
       gutter.append(el("span", "msg-hover-time", time.replace(/\s?[AP]M$/, "")));
     } else {
-      gutter.append(avatar(message.bot ? "bot" : message.user, senderName(message), "36"));
+      gutter.append(avatar(senderKey(message), senderName(message), "36"));
     }
     const content = el("div", "msg-content");
     if (message.ephemeral) {
@@ -762,7 +769,7 @@
     if (!compact) {
       const head = el("div", "msg-head");
       head.append(el("span", "msg-author", senderName(message)));
-      if (message.bot || !message.user) head.append(el("span", "app-badge", "APP"));
+      if (fromBot(message)) head.append(el("span", "app-badge", "APP"));
       const stamp = el("time", "msg-time", time);
       stamp.dateTime = tsDate(message.ts).toISOString();
       head.append(stamp);
@@ -856,14 +863,9 @@
     else body.scrollTop = keepTop;
   }
 
-  async function openedHome() {
+  function openedHome() {
     // Slack tells the app each time someone opens its Home tab; the bot publishes the view then.
-    try {
-      await api("/home", { user: userId() });
-    } catch (err) {
-      toast(err.message);
-    }
-    pollSoon();
+    send("/home", { user: userId() });
   }
 
   function renderHome(view, switched) {
@@ -877,7 +879,6 @@
     if (!view) {
       box.append(el("p", "home-empty", "licensebot has not published a Home tab for you yet."));
     } else {
-      box.dataset.viewId = view.id || "";
       const ctx = { source: { type: "view", view_id: view.id }, viewId: view.id, errors: view.errors || {} };
       box.append(renderBlocks(view.blocks, ctx));
     }
@@ -909,44 +910,35 @@
     const focused = sameView && document.activeElement ? document.activeElement.id : "";
     const keptScroll = sameView ? previous.querySelector(".modal-body").scrollTop : 0;
     root.replaceChildren();
-    document.body.classList.toggle("has-modal", Boolean(view));
     // While a modal is open the client behind it is out of reach, for keyboards and screen
     // readers too, as in Slack. The demo bar is not part of Slack and stays usable.
     for (const behind of document.querySelectorAll(".topbar, .workspace")) behind.inert = Boolean(view);
     if (!view) return;
 
-    const backdrop = el("div", "modal-backdrop");
-    const form = el("form", "modal");
+    const { backdrop, box: form, head, body, foot } = dialogShell({
+      tag: "form", role: "dialog", titleId: "modal-title", title: plain(view.title),
+    });
     form.noValidate = true;
-    form.setAttribute("role", "dialog");
-    form.setAttribute("aria-modal", "true");
-    form.setAttribute("aria-labelledby", "modal-title");
     form.dataset.viewId = view.id;
 
-    const head = el("div", "modal-head");
-    const icon = avatar("bot", BOT_NAME, "24");
-    const title = el("h2", "modal-title", plain(view.title));
-    title.id = "modal-title";
     const x = el("button", "modal-x");
     x.type = "button";
     x.setAttribute("aria-label", "Close");
     x.innerHTML = '<svg viewBox="0 0 20 20" width="18" height="18" aria-hidden="true"><path fill="currentColor" d="M4.3 4.3a1 1 0 0 1 1.4 0L10 8.6l4.3-4.3a1 1 0 1 1 1.4 1.4L11.4 10l4.3 4.3a1 1 0 0 1-1.4 1.4L10 11.4l-4.3 4.3a1 1 0 0 1-1.4-1.4L8.6 10 4.3 5.7a1 1 0 0 1 0-1.4Z"/></svg>';
-    head.append(icon, title, x);
+    head.prepend(avatar("bot", BOT_NAME, "24"));
+    head.append(x);
 
     const errors = { ...(view.errors || {}) };
     const ctx = {
       source: { type: "view", view_id: view.id }, viewId: view.id, errors, state: view.state || {},
     };
-    const body = el("div", "modal-body");
     body.append(renderBlocks(view.blocks, ctx));
 
-    const foot = el("div", "modal-foot");
     const problem = el("p", "modal-problem");
     problem.setAttribute("role", "alert");
     problem.hidden = true;
     const close = el("button", "bk-btn bk-btn-lg", plain(view.close) || "Cancel");
     close.type = "button";
-    close.dataset.modalClose = "true";
     foot.append(problem, close);
     let submit = null;
     if (view.submit) {
@@ -954,8 +946,6 @@
       submit.type = "submit";
       foot.append(submit);
     }
-    form.append(head, body, foot);
-    backdrop.append(form);
     root.append(backdrop);
 
     for (const [id, value] of Object.entries(kept)) {
@@ -964,14 +954,7 @@
     }
     body.scrollTop = keptScroll;
 
-    const closeModal = async () => {
-      try {
-        await api("/close", { user: userId(), view_id: view.id });
-      } catch (err) {
-        toast(err.message);
-      }
-      pollSoon();
-    };
+    const closeModal = () => send("/close", { user: userId(), view_id: view.id });
     x.addEventListener("click", closeModal);
     close.addEventListener("click", closeModal);
     form.addEventListener("keydown", (event) => {
@@ -988,20 +971,15 @@
         showFieldErrors(form, collected.errors);
         return;
       }
-      submit.disabled = true;
-      submit.classList.add("is-busy");
       problem.hidden = true;
-      try {
+      await busy(submit, async () => {
         const answer = await api("/submit", { user: userId(), view_id: view.id, values: collected.values });
         if (answer.errors && Object.keys(answer.errors).length) showFieldErrors(form, answer.errors);
-      } catch (err) {
+      }, (err) => {
         problem.replaceChildren();
         withCode(problem, err.message);
         problem.hidden = false;
-      } finally {
-        submit.disabled = false;
-        submit.classList.remove("is-busy");
-      }
+      });
       pollSoon();
     });
 
@@ -1010,7 +988,7 @@
     (again || first || close).focus();
   }
 
-  function inputValue(element, field) {
+  function inputValue(field) {
     if (!field) return null;
     // Like Slack's view.state: an empty field or an unpicked select is null.
     return field.value === "" ? null : field.value;
@@ -1025,7 +1003,7 @@
       const element = block.element;
       const node = form.querySelector(`[data-block-id="${CSS.escape(block.block_id)}"]`);
       const field = node ? node.querySelector("[data-action-id]") : null;
-      const value = inputValue(element, field);
+      const value = inputValue(field);
       const empty = value == null || (typeof value === "string" && value.trim() === "");
       // Slack's own client refuses an empty required field before anything is sent.
       if (empty && !block.optional) errors[block.block_id] = REQUIRED_MESSAGE;
@@ -1045,17 +1023,8 @@
       const node = form.querySelector(`[data-block-id="${CSS.escape(blockId)}"]`);
       if (!node) continue;
       const field = node.querySelector("[data-action-id]");
-      const error = el("div", "bk-error", message);
-      error.id = `${field ? field.id : blockId}--error`;
-      error.setAttribute("role", "alert");
-      const hint = node.querySelector(".bk-hint");
-      node.insertBefore(error, hint || null);
-      node.classList.add("has-error");
-      if (field) {
-        field.setAttribute("aria-invalid", "true");
-        field.setAttribute("aria-describedby", error.id);
-        first = first || field;
-      }
+      markFieldError(node, field, message);
+      first = first || field;
     }
     if (first) first.focus();
   }
@@ -1081,7 +1050,7 @@
     const me = $("me");
     me.replaceChildren();
     if (app.persona) {
-      me.append(el("span", "me-name", app.persona.name));
+      me.append(el("span", null, app.persona.name));
       const pic = avatar(app.persona.user_id, app.persona.name, "26");
       pic.append(el("span", "presence"));
       me.append(pic);
@@ -1112,7 +1081,6 @@
     for (const command of list) {
       const chip = el("button", "chip", command);
       chip.type = "button";
-      chip.dataset.fill = command;
       chip.addEventListener("click", () => {
         const input = $("composer-input");
         input.value = command;
@@ -1164,7 +1132,14 @@
     }
   }
 
-  function renderHeader(conv) {
+  function appTabs() {
+    // Like Slack's app view: Home and Messages tabs switch between App Home and the DM.
+    const conversations = app.state.conversations || [];
+    return [["Home", conversations.find((c) => c.kind === "home")],
+      ["Messages", conversations.find((c) => c.kind === "dm")]].filter(([, target]) => target);
+  }
+
+  function renderHeader(conv, tabList) {
     const header = $("pane-header");
     header.replaceChildren();
     const title = el("div", "pane-title");
@@ -1178,17 +1153,12 @@
     }
     title.append(avatar("bot", BOT_NAME, "24"), el("h1", null, BOT_NAME), el("span", "app-badge", "APP"));
     header.append(title);
-    // Like Slack's app view: Home and Messages tabs switch between App Home and the DM.
     const tabs = el("div", "tabs");
     tabs.setAttribute("role", "tablist");
-    const home = (app.state.conversations || []).find((c) => c.kind === "home");
-    const dm = (app.state.conversations || []).find((c) => c.kind === "dm");
-    for (const [label, target] of [["Home", home], ["Messages", dm]]) {
-      if (!target) continue;
+    for (const [label, target] of tabList) {
       const tab = el("button", "tab", label);
       tab.type = "button";
       tab.setAttribute("role", "tab");
-      tab.dataset.tab = target.id;
       tab.setAttribute("aria-selected", String(target.id === conv.id));
       tab.addEventListener("click", () => switchConversation(target.id));
       tabs.append(tab);
@@ -1203,16 +1173,25 @@
     input.placeholder = conv.kind === "channel" ? `Message #${conv.name}` : `Message ${BOT_NAME}`;
   }
 
-  function learnNames() {
-    app.names = new Map(Object.entries(SEEDED_NAMES));
-    app.channels = new Map(Object.entries(SEEDED_CHANNELS));
-    for (const [id, name] of Object.entries(app.users)) {
-      if (typeof name === "string") app.names.set(id, name);
-    }
-    for (const p of app.personas) app.names.set(p.user_id, p.name);
-    for (const c of (app.state && app.state.conversations) || []) {
-      if (c.kind === "channel") app.channels.set(c.id, c.name);
-    }
+  function showClock(now) {
+    // The demo clock is real time plus the advanced days, so it moves even when nothing else does.
+    const clock = $("clock");
+    clock.dateTime = now || "";
+    const text = now ? `${CLOCK.format(new Date(now))} UTC` : "";
+    // The clock is a live region: only a new minute is news.
+    if (clock.textContent !== text) clock.textContent = text;
+  }
+
+  function renderFrame(conv) {
+    // The pane header and the composer show only the open conversation; rebuilding them at
+    // every poll would drop the keyboard focus on the tabs.
+    const tabList = conv.kind === "channel" ? [] : appTabs();
+    const sig = JSON.stringify([app.persona.key, conv.id, conv.kind, conv.name,
+      tabList.map(([, target]) => target.id)]);
+    if (sig === app.frameSig) return;
+    app.frameSig = sig;
+    renderHeader(conv, tabList);
+    renderComposer(conv);
   }
 
   function currentConversation() {
@@ -1232,16 +1211,15 @@
     const conv = currentConversation();
     const viewKey = `${app.persona.key}|${app.conversation}`;
     const switched = viewKey !== app.renderedView;
+    showClock(s.now);
     if (!force && !switched && s.version === app.renderedVersion) return;
 
-    const clock = $("clock");
-    clock.dateTime = s.now || "";
-    clock.textContent = s.now ? `${CLOCK.format(new Date(s.now))} UTC` : "";
-    learnNames();
+    for (const c of s.conversations || []) {
+      if (c.kind === "channel") app.channels.set(c.id, c.name);
+    }
     if (conv) {
       const messages = conv.kind === "home" ? [] : ((s.messages || {})[conv.id] || []);
-      renderHeader(conv);
-      renderComposer(conv);
+      renderFrame(conv);
       if (conv.kind === "home") {
         if (switched) openedHome();
         renderHome(s.home, switched);
@@ -1274,11 +1252,10 @@
       if (asked === userId()) {
         app.state = s;
         render(false);
-        document.body.classList.remove("is-offline");
+        setOffline(false);
       }
     } catch (err) {
-      document.body.classList.add("is-offline");
-      showComposerError(err.message);
+      setOffline(true, err.message);
     } finally {
       app.polling = false;
     }
@@ -1346,19 +1323,13 @@
     const input = $("composer-input");
     const text = input.value.trim();
     if (!text || !app.persona || !app.conversation) return;
-    const send = $("composer-send");
-    send.disabled = true;
     showComposerError("");
-    try {
+    await busy($("composer-send"), async () => {
       await api("/command", { user: userId(), channel: app.conversation, text });
       input.value = "";
       autosize();
-    } catch (err) {
-      showComposerError(err.message);
-    } finally {
-      send.disabled = false;
-      input.focus();
-    }
+    }, (err) => showComposerError(err.message));
+    input.focus();
     pollSoon();
   }
 
@@ -1369,17 +1340,10 @@
   }
 
   async function control(body, button) {
-    button.disabled = true;
-    button.classList.add("is-busy");
-    try {
+    await busy(button, async () => {
       const answer = await api("/control", body);
       showControlResult(answer.message || "Done.", false);
-    } catch (err) {
-      showControlResult(err.message, true);
-    } finally {
-      button.disabled = false;
-      button.classList.remove("is-busy");
-    }
+    }, (err) => showControlResult(err.message, true));
     pollSoon();
   }
 
@@ -1418,7 +1382,8 @@
       return;
     }
     app.personas = answer.personas || [];
-    app.users = answer.users && typeof answer.users === "object" ? answer.users : {};
+    const users = answer.users && typeof answer.users === "object" ? answer.users : {};
+    app.names = new Map(Object.entries(users).filter(([, name]) => typeof name === "string"));
     app.botUserId = typeof answer.bot_user_id === "string" ? answer.bot_user_id : "";
     if (answer.notice) $("notice-text").textContent = answer.notice;
     let saved = {};
